@@ -1,0 +1,51 @@
+"""Prometheus metrics, one registry per app so tests and workers never share state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+# The apiserver's own webhook latency buckets start at 5 ms and 25 ms; finer
+# buckets below them show whether we are far from that budget.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+OUTCOMES = ("injected", "unchanged", "denied", "skipped", "error", "bad_request")
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+
+    def __post_init__(self) -> None:
+        self.requests = Counter(
+            "heartbeat_webhook_admission_requests",
+            "Admission reviews answered, by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "heartbeat_webhook_admission_duration_seconds",
+            "Time to decide and encode one admission review.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.pods_injected = Counter(
+            "heartbeat_webhook_pods_injected",
+            "Pods that were patched with the heartbeat probe or env.",
+            registry=self.registry,
+        )
+        self.internal_errors = Counter(
+            "heartbeat_webhook_internal_errors",
+            "Reviews our own code failed on; each was allowed unchanged (fail open).",
+            registry=self.registry,
+        )
+        # Pre-create every label so dashboards see zeros instead of gaps.
+        self._by_outcome = {outcome: self.requests.labels(outcome) for outcome in OUTCOMES}
+
+    def count(self, outcome: str, seconds: float) -> None:
+        self._by_outcome[outcome].inc()
+        self.latency.observe(seconds)
+        if outcome == "injected":
+            self.pods_injected.inc()
+        elif outcome == "error":
+            self.internal_errors.inc()
