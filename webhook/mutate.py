@@ -30,7 +30,7 @@ from webhook.config import (
     quote,
 )
 from webhook.heartbeat import DEFAULT_PATH, ENV_VAR
-from webhook.probe import liveness_probe, startup_probe
+from webhook.probe import is_heartbeat_probe, liveness_probe, startup_probe
 
 Operation = dict[str, Any]
 JSONObject = Mapping[str, Any]
@@ -228,7 +228,8 @@ class _PatchBuilder:
         existing = container.get(key)
         if existing == desired:
             return True
-        if existing is None or container["name"] in self.owned:
+        ours = container["name"] in self.owned and is_heartbeat_probe(existing)
+        if existing is None or ours:
             self.ops.append({"op": "add", "path": f"{base}/{key}", "value": desired})
             return True
         self.warnings.append(

@@ -88,3 +88,20 @@ def startup_probe(config: HeartbeatConfig, path: str) -> dict[str, Any] | None:
     if config.termination_grace is not None:
         probe["terminationGracePeriodSeconds"] = config.termination_grace
     return probe
+
+
+def is_heartbeat_probe(probe: object) -> bool:
+    """Whether ``probe`` is one of ours, of any version or settings.
+
+    Used with the marker to update a probe an earlier injection wrote, while
+    never touching a probe the user wrote.
+    """
+    if not isinstance(probe, dict):
+        return False
+    action = probe.get("exec")
+    argv = action.get("command") if isinstance(action, dict) else None
+    if not isinstance(argv, list):
+        return False
+    return argv[:2] == ["/bin/sh", "-c"] and argv[3:4] == [SHELL_NAME] or argv[:4] == [
+        "python3", "-m", "webhook.heartbeat", "check",
+    ]  # fmt: skip
