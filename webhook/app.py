@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.routing import Route
 
 from webhook import __version__
 from webhook.handler import AdmissionHandler, error_body
@@ -66,7 +67,9 @@ class MutateEndpoint:
             more = message.get("more_body", False)
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if not body:
-            await _send(send, 400, error_body(400, "request body is empty; send an AdmissionReview"))
+            await _send(
+                send, 400, error_body(400, "request body is empty; send an AdmissionReview")
+            )
             return
         status, payload = self.handler(body)
         await _send(send, status, payload)
@@ -94,9 +97,8 @@ def create_app(metrics: Metrics | None = None, readiness: Readiness | None = Non
     app = FastAPI(title="heartbeat-webhook", version=__version__)
     app.state.metrics = metrics
     app.state.readiness = readiness
-    app.add_route(
-        "/mutate", MutateEndpoint(AdmissionHandler(metrics)), methods=["POST"]
-    )
+    endpoint = MutateEndpoint(AdmissionHandler(metrics))
+    app.router.routes.append(Route("/mutate", endpoint, methods=["POST"]))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -75,9 +75,7 @@ class AnnotationError(ValueError):
         self.annotation = annotation
         self.value = value
         self.accepted = accepted
-        super().__init__(
-            f"annotation {annotation}={quote(value)} is invalid; accepted: {accepted}"
-        )
+        super().__init__(f"annotation {annotation}={quote(value)} is invalid; accepted: {accepted}")
 
 
 def quote(value: object) -> str:
@@ -111,9 +109,7 @@ def parse_config(annotations: Mapping[str, object]) -> tuple[HeartbeatConfig, li
 
     Raises AnnotationError for the first bad value, in a stable order.
     """
-    warnings = [
-        _unknown_warning(key) for key in sorted(annotations) if _is_unknown(key)
-    ]
+    warnings = [_unknown_warning(key) for key in sorted(annotations) if _is_unknown(key)]
     numbers = {key: _integer(annotations, key) for key in _INTEGERS}
 
     def number(key: str, default: int) -> int:
@@ -178,7 +174,7 @@ def _path(value: object) -> str | None:
 def _containers(value: object) -> tuple[str, ...] | None:
     if value is None:
         return None
-    accepted = "comma-separated container names, such as \"worker\" or \"worker,uploader\""
+    accepted = 'comma-separated container names, such as "worker" or "worker,uploader"'
     if not isinstance(value, str):
         raise AnnotationError(CONTAINERS, value, accepted)
     names = [name.strip() for name in value.split(",")]

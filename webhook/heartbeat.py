@@ -28,6 +28,7 @@ without ``/bin/sh``; it follows the same rules as the shell probe.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import sys
@@ -36,7 +37,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 ENV_VAR = "HEARTBEAT_PATH"
-DEFAULT_PATH = "/tmp/heartbeat"
+DEFAULT_PATH = "/tmp/heartbeat"  # noqa: S108 (per container: /tmp is not shared)
 # The probe rejects a beat further in the future than this. A writer may claim
 # up to this much extra time for one known-long step (``allow=``); anything
 # beyond it is treated as a corrupt file, not as a promise.
@@ -88,17 +89,13 @@ def write_heartbeat(path: str | os.PathLike[str] | None = None, *, allow: int = 
         os.replace(tmp, target)
     except BaseException:
         # Never leave temp files behind to fill a small emptyDir.
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     return target
 
 
-def heartbeat_loop(
-    interval: float, path: str | os.PathLike[str] | None = None
-) -> Iterator[int]:
+def heartbeat_loop(interval: float, path: str | os.PathLike[str] | None = None) -> Iterator[int]:
     """Yield 0, 1, 2, ... forever, beating before each iteration.
 
     The beat is written in the caller's own thread, when the ``for`` loop asks

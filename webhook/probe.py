@@ -102,6 +102,5 @@ def is_heartbeat_probe(probe: object) -> bool:
     argv = action.get("command") if isinstance(action, dict) else None
     if not isinstance(argv, list):
         return False
-    return argv[:2] == ["/bin/sh", "-c"] and argv[3:4] == [SHELL_NAME] or argv[:4] == [
-        "python3", "-m", "webhook.heartbeat", "check",
-    ]  # fmt: skip
+    shell = argv[:2] == ["/bin/sh", "-c"] and argv[3:4] == [SHELL_NAME]
+    return shell or argv[:4] == ["python3", "-m", "webhook.heartbeat", "check"]

@@ -71,7 +71,9 @@ def parse_review(body: bytes) -> Review:
             + json.dumps(api_version)[:80]
         )
     if document.get("kind") != "AdmissionReview":
-        raise BadReview("kind must be AdmissionReview, got " + json.dumps(document.get("kind"))[:80])
+        raise BadReview(
+            "kind must be AdmissionReview, got " + json.dumps(document.get("kind"))[:80]
+        )
     request = document.get("request")
     if not isinstance(request, dict):
         raise BadReview("AdmissionReview has no request object")
