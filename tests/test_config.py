@@ -139,7 +139,9 @@ def test_bounds_are_inclusive(key: str, value: str) -> None:
 
 
 def test_unknown_heartbeat_key_warns_with_suggestion() -> None:
-    _, warnings = parse_config({"heartbeat/perod": "10", "other/x": "y", "heartbeat/injected": "{}"})
+    _, warnings = parse_config(
+        {"heartbeat/perod": "10", "other/x": "y", "heartbeat/injected": "{}"}
+    )
     assert len(warnings) == 1
     assert '"heartbeat/perod"' in warnings[0]
     assert "did you mean heartbeat/period?" in warnings[0]
@@ -172,4 +174,4 @@ def test_quote_truncates_long_values() -> None:
 
 
 def test_defaults_object_matches_class_defaults() -> None:
-    assert DEFAULTS == HeartbeatConfig()
+    assert HeartbeatConfig() == DEFAULTS

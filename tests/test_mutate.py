@@ -213,7 +213,10 @@ def test_startup_probe_gives_the_worker_its_grace(grace: int) -> None:
 
 
 def test_existing_env_is_kept_and_appended_to() -> None:
-    existing = [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}]
+    existing = [
+        {"name": "A", "value": "1"},
+        {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "x"}}},
+    ]
     patched, _ = inject(make_pod(ON, [container("worker", env=copy.deepcopy(existing))]))
     assert by_name(patched, "worker")["env"] == [
         *existing,
@@ -415,7 +418,15 @@ def test_explicit_path_on_writable_mount_is_used_as_is() -> None:
             [{"name": "d", "secret": {"secretName": "x"}}, {"name": "s", "emptyDir": {}}],
         ),
     ],
-    ids=["no-volume", "configmap", "readonly-mount", "readonly-pvc", "file-mount", "prefix-only", "deeper-mount-elsewhere"],
+    ids=[
+        "no-volume",
+        "configmap",
+        "readonly-mount",
+        "readonly-pvc",
+        "file-mount",
+        "prefix-only",
+        "deeper-mount-elsewhere",
+    ],
 )
 def test_explicit_path_off_writable_volume_is_denied(
     mounts: list[dict[str, Any]], volumes: list[dict[str, Any]]

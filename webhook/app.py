@@ -18,6 +18,7 @@ from starlette.routing import Route
 from webhook import __version__
 from webhook.handler import AdmissionHandler, error_body
 from webhook.metrics import Metrics
+from webhook.tls import CertReloader
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -91,8 +92,14 @@ class Readiness:
         self.ready = True
 
 
-def create_app(metrics: Metrics | None = None, readiness: Readiness | None = None) -> FastAPI:
+def create_app(
+    metrics: Metrics | None = None,
+    readiness: Readiness | None = None,
+    certificate: CertReloader | None = None,
+) -> FastAPI:
     metrics = metrics or Metrics()
+    if certificate is not None:
+        metrics.watch_certificate(certificate)
     readiness = readiness or Readiness()
     app = FastAPI(title="heartbeat-webhook", version=__version__)
     app.state.metrics = metrics

@@ -120,6 +120,9 @@ def _inject(args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"inject: cannot read {args.filename}: {error.strerror}", file=sys.stderr)
         return USAGE
+    except UnicodeDecodeError as error:
+        print(f"inject: {args.filename} is not UTF-8 text: {error.reason}", file=sys.stderr)
+        return USAGE
     except yaml.YAMLError as error:
         print(f"inject: {args.filename} is not valid YAML: {error}", file=sys.stderr)
         return USAGE

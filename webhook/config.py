@@ -75,7 +75,16 @@ class AnnotationError(ValueError):
         self.annotation = annotation
         self.value = value
         self.accepted = accepted
-        super().__init__(f"annotation {annotation}={quote(value)} is invalid; accepted: {accepted}")
+        if isinstance(value, str):
+            message = f"annotation {annotation}={quote(value)} is invalid; accepted: {accepted}"
+        else:
+            # Only offline manifests get here: YAML reads unquoted true or 30 as
+            # a boolean or a number, and the API only takes strings.
+            message = (
+                f"annotation {annotation} has the non-string value {quote(value)}; annotation "
+                f"values must be strings, so quote it in YAML; accepted: {accepted}"
+            )
+        super().__init__(message)
 
 
 def quote(value: object) -> str:

@@ -47,6 +47,7 @@ class AdmissionHandler:
         try:
             mutation = self.decide(review)
             outcome = _outcome(review, mutation)
+            payload = _encode(response(review, mutation))
         except MalformedObject as error:
             self.metrics.count("bad_request", time.perf_counter() - started)
             return 400, error_body(400, str(error))
@@ -54,7 +55,7 @@ class AdmissionHandler:
             _log_internal_error(review)
             mutation = Mutation(warnings=[FAIL_OPEN_WARNING])
             outcome = "error"
-        payload = json.dumps(response(review, mutation), separators=(",", ":")).encode()
+            payload = _encode(response(review, mutation))
         elapsed = time.perf_counter() - started
         self.metrics.count(outcome, elapsed)
         if DECISIONS.isEnabledFor(logging.INFO):
@@ -69,6 +70,10 @@ class AdmissionHandler:
                 fields["reason"] = mutation.denial
             DECISIONS.info("admission", extra={"fields": fields})
         return 200, payload
+
+
+def _encode(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
 
 
 def _outcome(review: Review, mutation: Mutation) -> str:

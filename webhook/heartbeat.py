@@ -131,6 +131,9 @@ def check_heartbeat(
         return f"heartbeat: no file at {path}"
     except OSError as error:
         return f"heartbeat: cannot read {path}: {error.strerror}"
+    # Shells' `read` drops NUL bytes and builtins cannot see them; drop them
+    # here too so both probes give the same answer for the same file.
+    content = content.replace(b"\0", b"")
     if not _BEAT.fullmatch(content):
         return f"heartbeat: {path} does not hold an epoch timestamp"
     beat = int(content)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from webhook.tls import CertReloader
 
 # The apiserver's own webhook latency buckets start at 5 ms and 25 ms; finer
 # buckets below them show whether we are far from that budget.
@@ -43,6 +47,24 @@ class Metrics:
         )
         # Pre-create every label so dashboards see zeros instead of gaps.
         self._by_outcome = {outcome: self.requests.labels(outcome) for outcome in OUTCOMES}
+
+    def watch_certificate(self, certificate: CertReloader) -> None:
+        """Expose the serving certificate's expiry; each scrape also checks for rotation."""
+
+        def expiry() -> float:
+            certificate.maybe_reload()
+            return certificate.not_after
+
+        Gauge(
+            "heartbeat_webhook_certificate_expiry_timestamp_seconds",
+            "notAfter of the serving certificate now loaded, in epoch seconds.",
+            registry=self.registry,
+        ).set_function(expiry)
+        Gauge(
+            "heartbeat_webhook_certificate_reloads",
+            "Times a rotated serving certificate was loaded without a restart.",
+            registry=self.registry,
+        ).set_function(lambda: certificate.reloads)
 
     def count(self, outcome: str, seconds: float) -> None:
         self._by_outcome[outcome].inc()

@@ -14,8 +14,9 @@ from typing import Any
 from webhook.config import HeartbeatConfig
 from webhook.heartbeat import MAX_FUTURE_SECONDS
 
-# $1 path, $2 max age, $3 max seconds in the future. Builtins except `date`,
-# which POSIX sh has no builtin for (bash's EPOCHSECONDS is used when there).
+# $1 path, $2 max age, $3 max seconds in the future. Builtins except `date`:
+# POSIX sh has no clock builtin, and bash's $EPOCHSECONDS is not used because
+# under dash it is an ordinary variable the environment could set.
 # Content rules: one line of 1-12 digits with no leading zero (08 is bad
 # octal in $(( ))), nothing after it. The reason goes to stdout, which the
 # kubelet puts in the pod's Unhealthy event.
@@ -26,7 +27,7 @@ f=$1 a=$2 u=$3 t= r=
 case $t in ''|*[!0-9]*|0*|?????????????*)
   printf 'heartbeat: %s does not hold an epoch timestamp\\n' "$f"; exit 1;; esac
 [ -z "$r" ] || { printf 'heartbeat: %s has more than one line\\n' "$f"; exit 1; }
-n=${EPOCHSECONDS:-$(date +%s)}
+n=$(date +%s)
 case $n in ''|*[!0-9]*) echo 'heartbeat: cannot read the clock'; exit 1;; esac
 [ "$t" -le $((n + u)) ] || {
   printf 'heartbeat: beat %s is more than %ss in the future\\n' "$t" "$u"; exit 1; }

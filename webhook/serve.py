@@ -8,6 +8,7 @@ import uvicorn
 
 from webhook import logs
 from webhook.app import create_app
+from webhook.tls import CertReloader
 
 
 def run(
@@ -20,12 +21,15 @@ def run(
     log_level: str,
 ) -> None:
     logs.configure(log_level)
+    reloader = CertReloader(cert_file, key_file)
     uvicorn.run(
-        create_app(),
+        create_app(certificate=reloader),
         host=host,
         port=port,
         ssl_certfile=str(cert_file),
         ssl_keyfile=str(key_file),
+        # Our own context, so rotated certificate files are served without a restart.
+        ssl_context_factory=reloader,
         # The apiserver keeps idle connections for 90 s; closing sooner (uvicorn's
         # default is 5 s) races its reuse and shows up as intermittent EOF errors.
         timeout_keep_alive=keep_alive,

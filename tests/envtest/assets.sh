@@ -107,6 +107,7 @@ versions_ok() {
 }
 
 if versions_ok "$DEST"; then
+    log "using cached $DEST"
     printf '%s\n' "$DEST"
     exit 0
 fi
@@ -179,8 +180,12 @@ run_bg() {
 
 # Download MODULE@VERSION (and its go.mod) and print `go mod download -json`.
 mod_download_json() {
-    go mod download -json "$1" ||
+    local out
+    if ! out="$(go mod download -json "$1")"; then
+        log "$(json_field Error <<<"$out")"
         die "go mod download $1 failed (is the version published on \$GOPROXY?)"
+    fi
+    printf '%s\n' "$out"
 }
 
 # Extract a string field from `go mod download -json` output.

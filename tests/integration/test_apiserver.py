@@ -230,7 +230,7 @@ def second_mutator(api: client.ApiClient, webhook: Webhook, namespace: str) -> I
                             "apiVersions": ["v1"],
                             "resources": ["pods"],
                         }
-                    ],  # fmt: skip
+                    ],
                     "namespaceSelector": {
                         "matchLabels": {"kubernetes.io/metadata.name": namespace}
                     },
