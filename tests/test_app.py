@@ -538,7 +538,7 @@ def test_internal_error_fails_open(caplog: pytest.LogCaptureFixture) -> None:
     assert "Traceback" not in reply.text
     assert "secret internal detail" not in reply.text
     assert errors_total(metrics) == 1
-    error_outcome = 'heartbeat_webhook_admission_requests_total{outcome="error"}'
+    error_outcome = 'heartbeat_webhook_admission_requests_total{outcome="error",webhook="mutate"}'
     assert metric_of(metrics, error_outcome) == 1
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
@@ -595,7 +595,7 @@ def test_readyz_follows_readiness() -> None:
 
 
 def test_metrics_count_outcomes(app: FastAPI) -> None:
-    injected = 'heartbeat_webhook_admission_requests_total{outcome="injected"}'
+    injected = 'heartbeat_webhook_admission_requests_total{outcome="injected",webhook="mutate"}'
     assert metric(app, injected) == 0
     assert metric(app, "heartbeat_webhook_pods_injected_total") == 0
 
@@ -613,9 +613,16 @@ def test_metrics_count_outcomes(app: FastAPI) -> None:
     assert metric(app, "heartbeat_webhook_pods_injected_total") == 1
     for outcome in ("unchanged", "denied", "skipped", "bad_request"):
         assert (
-            metric(app, f'heartbeat_webhook_admission_requests_total{{outcome="{outcome}"}}') == 1
+            metric(
+                app,
+                f'heartbeat_webhook_admission_requests_total{{outcome="{outcome}",webhook="mutate"}}',
+            )
+            == 1
         )
-    assert metric(app, 'heartbeat_webhook_admission_requests_total{outcome="error"}') == 0
+    assert (
+        metric(app, 'heartbeat_webhook_admission_requests_total{outcome="error",webhook="mutate"}')
+        == 0
+    )
     assert metric(app, "heartbeat_webhook_internal_errors_total") == 0
     assert metric(app, "heartbeat_webhook_admission_duration_seconds_count") == 5
     assert metric(app, 'heartbeat_webhook_admission_duration_seconds_bucket{le="+Inf"}') == 5

@@ -18,6 +18,7 @@ from starlette.routing import Route
 from webhook import __version__
 from webhook.handler import AdmissionHandler, error_body
 from webhook.metrics import Metrics
+from webhook.templates import validate_workload
 from webhook.tls import CertReloader
 
 Scope = MutableMapping[str, Any]
@@ -104,8 +105,10 @@ def create_app(
     app = FastAPI(title="heartbeat-webhook", version=__version__)
     app.state.metrics = metrics
     app.state.readiness = readiness
-    endpoint = MutateEndpoint(AdmissionHandler(metrics))
-    app.router.routes.append(Route("/mutate", endpoint, methods=["POST"]))
+    mutate = MutateEndpoint(AdmissionHandler(metrics))
+    validate = MutateEndpoint(AdmissionHandler(metrics, validate_workload, name="validate"))
+    app.router.routes.append(Route("/mutate", mutate, methods=["POST"]))
+    app.router.routes.append(Route("/validate", validate, methods=["POST"]))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -33,23 +33,24 @@ def error_body(code: int, message: str) -> bytes:
 
 
 class AdmissionHandler:
-    def __init__(self, metrics: Metrics, decide_fn: Decide = decide) -> None:
+    def __init__(self, metrics: Metrics, decide_fn: Decide = decide, name: str = "mutate") -> None:
         self.metrics = metrics
         self.decide = decide_fn
+        self.name = name  # the metrics' webhook label
 
     def __call__(self, body: bytes) -> tuple[int, bytes]:
         started = time.perf_counter()
         try:
             review = parse_review(body)
         except BadReview as error:
-            self.metrics.count("bad_request", time.perf_counter() - started)
+            self.metrics.count(self.name, "bad_request", time.perf_counter() - started)
             return 400, error_body(400, str(error))
         try:
             mutation = self.decide(review)
-            outcome = _outcome(review, mutation)
+            outcome = self._outcome(review, mutation)
             payload = _encode(response(review, mutation))
         except MalformedObject as error:
-            self.metrics.count("bad_request", time.perf_counter() - started)
+            self.metrics.count(self.name, "bad_request", time.perf_counter() - started)
             return 400, error_body(400, str(error))
         except Exception:
             _log_internal_error(review)
@@ -57,10 +58,11 @@ class AdmissionHandler:
             outcome = "error"
             payload = _encode(response(review, mutation))
         elapsed = time.perf_counter() - started
-        self.metrics.count(outcome, elapsed)
+        self.metrics.count(self.name, outcome, elapsed)
         if DECISIONS.isEnabledFor(logging.INFO):
             fields = _fields(review)
             fields.update(
+                webhook=self.name,
                 decision=outcome,
                 containers=list(mutation.injected),
                 warnings=len(mutation.warnings),
@@ -71,17 +73,18 @@ class AdmissionHandler:
             DECISIONS.info("admission", extra={"fields": fields})
         return 200, payload
 
+    def _outcome(self, review: Review, mutation: Mutation) -> str:
+        if mutation.denial is not None:
+            return "denied"
+        if mutation.patch:
+            return "injected"
+        if self.name == "validate":
+            return "allowed"
+        return "unchanged" if review.is_pod_create else "skipped"
+
 
 def _encode(document: dict[str, Any]) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
-
-
-def _outcome(review: Review, mutation: Mutation) -> str:
-    if not review.is_pod_create:
-        return "skipped"
-    if mutation.denial is not None:
-        return "denied"
-    return "injected" if mutation.patch else "unchanged"
 
 
 def _fields(review: Review) -> dict[str, Any]:

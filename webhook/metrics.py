@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 # The apiserver's own webhook latency buckets start at 5 ms and 25 ms; finer
 # buckets below them show whether we are far from that budget.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
-OUTCOMES = ("injected", "unchanged", "denied", "skipped", "error", "bad_request")
+OUTCOMES = ("injected", "unchanged", "allowed", "denied", "skipped", "error", "bad_request")
+WEBHOOKS = ("mutate", "validate")  # /mutate injects pods; /validate checks pod templates
 
 
 @dataclass
@@ -25,8 +26,8 @@ class Metrics:
     def __post_init__(self) -> None:
         self.requests = Counter(
             "heartbeat_webhook_admission_requests",
-            "Admission reviews answered, by outcome.",
-            ["outcome"],
+            "Admission reviews answered, by webhook and outcome.",
+            ["webhook", "outcome"],
             registry=self.registry,
         )
         self.latency = Histogram(
@@ -46,7 +47,11 @@ class Metrics:
             registry=self.registry,
         )
         # Pre-create every label so dashboards see zeros instead of gaps.
-        self._by_outcome = {outcome: self.requests.labels(outcome) for outcome in OUTCOMES}
+        self._by_outcome = {
+            (webhook, outcome): self.requests.labels(webhook, outcome)
+            for webhook in WEBHOOKS
+            for outcome in OUTCOMES
+        }
 
     def watch_certificate(self, certificate: CertReloader) -> None:
         """Expose the serving certificate's expiry; each scrape also checks for rotation."""
@@ -66,8 +71,8 @@ class Metrics:
             registry=self.registry,
         ).set_function(lambda: certificate.reloads)
 
-    def count(self, outcome: str, seconds: float) -> None:
-        self._by_outcome[outcome].inc()
+    def count(self, webhook: str, outcome: str, seconds: float) -> None:
+        self._by_outcome[webhook, outcome].inc()
         self.latency.observe(seconds)
         if outcome == "injected":
             self.pods_injected.inc()

@@ -11,17 +11,7 @@ from typing import Any
 import jsonpatch
 
 from webhook.mutate import mutate_pod
-
-# Where each workload kind keeps its pod template.
-TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
-    "Deployment": ("spec", "template"),
-    "StatefulSet": ("spec", "template"),
-    "DaemonSet": ("spec", "template"),
-    "ReplicaSet": ("spec", "template"),
-    "ReplicationController": ("spec", "template"),
-    "Job": ("spec", "template"),
-    "CronJob": ("spec", "jobTemplate", "spec", "template"),
-}
+from webhook.templates import TEMPLATE_PATHS, misplaced_annotation
 
 
 @dataclass
@@ -58,6 +48,9 @@ def _inject(document: Any, where: str, report: Report) -> Any:
     path = TEMPLATE_PATHS.get(str(kind))
     if path is None:
         return document  # Services, ConfigMaps, ...: passed through untouched
+    misplaced = misplaced_annotation(str(kind), document)
+    if misplaced is not None:
+        report.warnings.append(f"{label}: {misplaced}")
     parent: Any = document
     for step in path[:-1]:
         parent = parent.get(step) if isinstance(parent, dict) else None

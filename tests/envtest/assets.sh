@@ -23,7 +23,7 @@
 #                              a module requires (default go1.27.3)
 #   KUBEBUILDER_ASSETS         pre-provisioned binaries to use as-is
 #
-# The first build takes roughly 10-20 minutes on 2 cores (mostly
+# The first build takes roughly 5-15 minutes on 2 cores (mostly
 # kube-apiserver); later runs only check the cache.
 set -euo pipefail
 
@@ -277,7 +277,7 @@ run_bg "kube-apiserver download" "$APISERVER_MOD" "$WORK/apiserver-list.err" '^g
 total="$(wc -l <"$WORK/apiserver-pkgs" | tr -d ' ')"
 
 COUNT_WHAT="of $total packages compiled"
-log "building kube-apiserver $K8S_VERSION (first run takes 10-20 min)..."
+log "building kube-apiserver $K8S_VERSION (first run takes 5-15 min)..."
 run_bg "kube-apiserver build" "$APISERVER_MOD" "$WORK/apiserver-build.err" '^[^ #]' \
     /dev/null "$WORK/apiserver-build.err" \
     go build -mod=mod -v -trimpath -tags "$APISERVER_TAGS" -ldflags "$ldflags" \

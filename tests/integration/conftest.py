@@ -21,6 +21,7 @@ from tests.integration.cluster import ControlPlane, Webhook
 
 ROOT = Path(__file__).resolve().parents[2]
 MWC_FILE = ROOT / "manifests" / "base" / "mutatingwebhookconfiguration.yaml"
+VWC_FILE = ROOT / "manifests" / "base" / "validatingwebhookconfiguration.yaml"
 TEST_LABEL = "heartbeat-test"
 
 
@@ -79,18 +80,21 @@ def webhook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
         hook.stop()
 
 
-def registration(webhook: Webhook) -> dict[str, Any]:
+def registration(webhook: Webhook, source: Path = MWC_FILE) -> dict[str, Any]:
     """manifests/base's object, with only clientConfig pointed at the test server."""
-    body: dict[str, Any] = yaml.safe_load(MWC_FILE.read_text())
+    body: dict[str, Any] = yaml.safe_load(source.read_text())
     for entry in body["webhooks"]:
-        entry["clientConfig"] = {"url": f"{webhook.url}/mutate", "caBundle": webhook.ca_bundle}
+        path = entry["clientConfig"]["service"]["path"]
+        entry["clientConfig"] = {"url": f"{webhook.url}{path}", "caBundle": webhook.ca_bundle}
     return body
 
 
 @pytest.fixture(scope="session")
 def registered(api: client.ApiClient, core: client.CoreV1Api, webhook: Webhook) -> dict[str, Any]:
     body = registration(webhook)
-    client.AdmissionregistrationV1Api(api).create_mutating_webhook_configuration(body)
+    admission = client.AdmissionregistrationV1Api(api)
+    admission.create_mutating_webhook_configuration(body)
+    admission.create_validating_webhook_configuration(registration(webhook, VWC_FILE))
     probe_ns = make_namespace(core, "probe")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -264,7 +264,7 @@ def test_reinvocation_adds_nothing_twice(
     assert created["metadata"]["annotations"]["heartbeat/injected"]
 
     def delta(outcome: str) -> float:
-        key = f'heartbeat_webhook_admission_requests_total{{outcome="{outcome}"}}'
+        key = f'heartbeat_webhook_admission_requests_total{{outcome="{outcome}",webhook="mutate"}}'
         return after[key] - before[key]
 
     # Called twice: first it injected, then (reinvoked) it found nothing to do.
@@ -331,7 +331,7 @@ def test_every_manifest_is_accepted_by_the_apiserver(api: client.ApiClient) -> N
     # Namespaces for real (namespaced dry-runs need them), everything else dry-run.
     for path, doc in sorted(documents, key=lambda item: item[1]["kind"] != "Namespace"):
         resource = dynamic.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
-        if doc["kind"] == "MutatingWebhookConfiguration":
+        if doc["kind"].endswith("WebhookConfiguration"):
             # The suite registered this very object (url instead of service) under
             # the same name; an apply would merge the two clientConfigs.
             doc["metadata"]["name"] += "-manifest-check"
@@ -346,3 +346,65 @@ def test_every_manifest_is_accepted_by_the_apiserver(api: client.ApiClient) -> N
             )
         except ApiException as error:
             pytest.fail(f"{path.relative_to(ROOT)} ({doc['kind']}) rejected: {error.body}")
+
+
+# --- pod templates at apply time ----------------------------------------------------
+
+
+def deployment(name: str, template_annotations: dict[str, str], **own: str) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "annotations": dict(own)},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels, "annotations": template_annotations},
+                "spec": {"containers": [{"name": "worker", "image": "python:3.12"}]},
+            },
+        },
+    }
+
+
+def _wait_for_validation(apps: client.AppsV1Api, namespace: str) -> None:
+    """The validating configuration may take a moment to apply after registration."""
+    bad = deployment("probe", {"heartbeat/enabled": "yes"})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            apps.create_namespaced_deployment(namespace, bad, dry_run="All")
+        except ApiException as error:
+            if error.status == 400:
+                return
+            raise
+        time.sleep(0.25)
+    pytest.fail("the validating webhook never took effect")
+
+
+def test_bad_template_annotation_is_rejected_at_apply(
+    api: client.ApiClient, namespace: str
+) -> None:
+    apps = client.AppsV1Api(api)
+    _wait_for_validation(apps, namespace)
+    with pytest.raises(ApiException) as caught:
+        apps.create_namespaced_deployment(
+            namespace, deployment("bad", {"heartbeat/enabled": "true", "heartbeat/period": "-1"})
+        )
+    message = json.loads(caught.value.body)["message"]
+    assert "Deployment pod template: annotation heartbeat/period=" in message
+    good = deployment("good", {"heartbeat/enabled": "true"})
+    created = apps.create_namespaced_deployment(namespace, good, _preload_content=False)
+    stored = json.loads(created.data)
+    # Never mutated: the template is exactly what was applied.
+    assert "livenessProbe" not in stored["spec"]["template"]["spec"]["containers"][0]
+    assert "heartbeat/injected" not in stored["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_misplaced_annotation_warns_at_apply(api: client.ApiClient, namespace: str) -> None:
+    apps = client.AppsV1Api(api)
+    _wait_for_validation(apps, namespace)
+    misplaced = deployment("misplaced", {}, **{"heartbeat/enabled": "true"})
+    response = apps.create_namespaced_deployment(namespace, misplaced, _preload_content=False)
+    warning = response.headers.get("Warning", "")
+    assert "is on the Deployment's own metadata" in warning, response.headers
