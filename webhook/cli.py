@@ -1,4 +1,4 @@
-"""``heartbeat-webhook``: serve | inject | certs.
+"""``heartbeat-webhook``: serve | inject | explain | audit | certs.
 
 Exit codes, a contract for every command: 0 ok; 1 a denial or finding;
 2 bad usage, unreadable input, or a missing install extra.
@@ -7,10 +7,11 @@ Exit codes, a contract for every command: 0 ok; 1 a denial or finding;
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from webhook import __version__
 
@@ -50,6 +51,25 @@ def build_parser() -> argparse.ArgumentParser:
     inject.add_argument("-f", "--filename", required=True, help="YAML file, or - for stdin")
     inject.set_defaults(run=_inject)
 
+    explain = commands.add_parser(
+        "explain", help="say whether pods would be (or were) injected, and why or why not"
+    )
+    source = explain.add_mutually_exclusive_group(required=True)
+    source.add_argument("-f", "--filename", help="YAML manifest, or - for stdin")
+    source.add_argument("pod", nargs="?", help="a live pod: NAME or pod/NAME")
+    explain.add_argument("-n", "--namespace", default="default", help="the live pod's namespace")
+    _cluster_arguments(explain)
+    explain.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    explain.set_defaults(run=_explain)
+
+    audit = commands.add_parser(
+        "audit", help="list opted-in pods that missed injection or carry an outdated one"
+    )
+    audit.add_argument("-n", "--namespace", help="one namespace (default: all)")
+    _cluster_arguments(audit)
+    audit.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    audit.set_defaults(run=_audit)
+
     certs = commands.add_parser("certs", help="write a CA and a serving certificate")
     certs.add_argument("--service", required=True, help="the webhook's Service name")
     certs.add_argument("--namespace", required=True, help="the webhook's namespace")
@@ -59,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     certs.set_defaults(run=_certs)
     return parser
+
+
+def _cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube)")
+    parser.add_argument("--context", help="kubeconfig context")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -115,19 +140,11 @@ def _inject(args: argparse.Namespace) -> int:
     from webhook.mutate import MalformedObject
     from webhook.offline import inject_documents
 
-    try:
-        documents = list(yaml.safe_load_all(_read(args.filename)))
-    except OSError as error:
-        print(f"inject: cannot read {args.filename}: {error.strerror}", file=sys.stderr)
-        return USAGE
-    except UnicodeDecodeError as error:
-        print(f"inject: {args.filename} is not UTF-8 text: {error.reason}", file=sys.stderr)
-        return USAGE
-    except yaml.YAMLError as error:
-        print(f"inject: {args.filename} is not valid YAML: {error}", file=sys.stderr)
+    documents = _load_yaml(args.filename, "inject")
+    if documents is None:
         return USAGE
     try:
-        result, report = inject_documents([d for d in documents if d is not None])
+        result, report = inject_documents(documents)
     except MalformedObject as error:
         print(f"inject: {args.filename}: {error}", file=sys.stderr)
         return USAGE
@@ -159,3 +176,72 @@ def _certs(args: argparse.Namespace) -> int:
     )
     print(bundle.ca_bundle)
     return OK
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from webhook.diagnostics import Explanation, explain_live, explain_manifest
+
+    explanations: list[Explanation] = []
+    if args.filename is not None:
+        documents = _load_yaml(args.filename, "explain")
+        if documents is None:
+            return USAGE
+        for document in documents:
+            if isinstance(document, dict):
+                explanations.extend(explain_manifest(document))
+    else:
+        from webhook.kube import ClusterError, core_api, read_pod
+
+        name = args.pod.removeprefix("pod/").removeprefix("pods/")
+        try:
+            pod = read_pod(core_api(args.kubeconfig, args.context), args.namespace, name)
+        except ClusterError as error:
+            print(f"explain: {error}", file=sys.stderr)
+            return USAGE
+        explanations.append(explain_live(pod))
+    _print_explanations(explanations, args.output)
+    return FINDING if any(e.finding for e in explanations) else OK
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from webhook.diagnostics import explain_live
+    from webhook.kube import ClusterError, core_api, list_pods
+
+    try:
+        core = core_api(args.kubeconfig, args.context)
+        findings = [
+            explanation
+            for explanation in map(explain_live, list_pods(core, args.namespace))
+            if explanation.finding
+        ]
+    except ClusterError as error:
+        print(f"audit: {error}", file=sys.stderr)
+        return USAGE
+    _print_explanations(findings, args.output)
+    if args.output == "text":
+        print(f"audit: {len(findings)} pod(s) need attention", file=sys.stderr)
+    return FINDING if findings else OK
+
+
+def _print_explanations(explanations: list[Any], output: str) -> None:
+    if output == "json":
+        print(json.dumps([e.as_dict() for e in explanations], indent=2))
+        return
+    for explanation in explanations:
+        print(f"{explanation.target}: {explanation.verdict}")
+        for reason in explanation.reasons:
+            print(f"  - {reason}")
+
+
+def _load_yaml(filename: str, command: str) -> list[Any] | None:
+    import yaml
+
+    try:
+        return [d for d in yaml.safe_load_all(_read(filename)) if d is not None]
+    except OSError as error:
+        print(f"{command}: cannot read {filename}: {error.strerror}", file=sys.stderr)
+    except UnicodeDecodeError as error:
+        print(f"{command}: {filename} is not UTF-8 text: {error.reason}", file=sys.stderr)
+    except yaml.YAMLError as error:
+        print(f"{command}: {filename} is not valid YAML: {error}", file=sys.stderr)
+    return None

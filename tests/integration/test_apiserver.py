@@ -408,3 +408,43 @@ def test_misplaced_annotation_warns_at_apply(api: client.ApiClient, namespace: s
     response = apps.create_namespaced_deployment(namespace, misplaced, _preload_content=False)
     warning = response.headers.get("Warning", "")
     assert "is on the Deployment's own metadata" in warning, response.headers
+
+
+# --- audit and explain against the real cluster -------------------------------------
+
+
+def test_audit_lists_missed_and_outdated_pods(
+    core: client.CoreV1Api,
+    namespace: str,
+    webhook: Webhook,
+    control_plane: ControlPlane,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import jsonpatch
+
+    from webhook.cli import main
+    from webhook.mutate import mutate_pod
+
+    create_pod(core, namespace, annotated_pod("fine"))
+    old = annotated_pod("old")
+    old = jsonpatch.apply_patch(old, mutate_pod(old).patch)
+    mark = json.loads(old["metadata"]["annotations"]["heartbeat/injected"])
+    old["metadata"]["annotations"]["heartbeat/injected"] = json.dumps({**mark, "version": "0.0.1"})
+    webhook.stop()
+    try:
+        create_pod(core, namespace, annotated_pod("missed"))
+        create_pod(core, namespace, old)  # stored as given: nothing rewrote the marker
+    finally:
+        webhook.start()
+    kubeconfig = str(control_plane.kubeconfig)
+
+    capsys.readouterr()
+    assert main(["audit", "-n", namespace, "--kubeconfig", kubeconfig, "-o", "json"]) == 1
+    report = {entry["target"]: entry for entry in json.loads(capsys.readouterr().out)}
+    assert sorted(report) == [f"Pod {namespace}/missed", f"Pod {namespace}/old"]
+    assert report[f"Pod {namespace}/missed"]["verdict"] == "missed"
+    assert report[f"Pod {namespace}/old"]["verdict"] == "outdated"
+    assert "version 0.0.1" in report[f"Pod {namespace}/old"]["reasons"][0]
+
+    assert main(["explain", "pod/fine", "-n", namespace, "--kubeconfig", kubeconfig]) == 0
+    assert f"Pod {namespace}/fine: up-to-date" in capsys.readouterr().out
