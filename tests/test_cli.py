@@ -422,6 +422,7 @@ def test_serve_passes_files_and_keep_alive(
             "key_file": key,
             "keep_alive": 120,
             "log_level": "info",
+            "drain_seconds": 5.0,
         }
     ]
     assert no_server[0]["keep_alive"] > 90  # outlive the apiserver's idle connections

@@ -30,14 +30,21 @@ Send = Callable[[Message], Awaitable[None]]
 # earlier webhooks may have grown it; etcd's own object limit is 1.5 MiB.
 MAX_BODY_BYTES = 7 * 1024 * 1024
 _JSON = [(b"content-type", b"application/json")]
+_CLOSE = (b"connection", b"close")
 
 
 class MutateEndpoint:
     """Raw ASGI: content-type check, capped body read, one handler call, one write."""
 
-    def __init__(self, handler: AdmissionHandler, max_body: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        handler: AdmissionHandler,
+        max_body: int = MAX_BODY_BYTES,
+        readiness: Readiness | None = None,
+    ) -> None:
         self.handler = handler
         self.max_body = max_body
+        self.readiness = readiness or Readiness()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         content_type = b""
@@ -48,10 +55,10 @@ class MutateEndpoint:
             elif name == b"content-length" and value.isdigit():
                 declared = int(value)
         if content_type.split(b";", 1)[0].strip().lower() != b"application/json":
-            await _send(send, 415, error_body(415, "Content-Type must be application/json"))
+            await self._send(send, 415, error_body(415, "Content-Type must be application/json"))
             return
         if declared > self.max_body:
-            await _send(send, 413, self._too_large())
+            await self._send(send, 413, self._too_large())
             return
         chunks: list[bytes] = []
         size = 0
@@ -63,27 +70,28 @@ class MutateEndpoint:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
-                await _send(send, 413, self._too_large())
+                await self._send(send, 413, self._too_large())
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if not body:
-            await _send(
+            await self._send(
                 send, 400, error_body(400, "request body is empty; send an AdmissionReview")
             )
             return
         status, payload = self.handler(body)
-        await _send(send, status, payload)
+        await self._send(send, status, payload)
+
+    async def _send(self, send: Send, status: int, body: bytes) -> None:
+        headers = [*_JSON, (b"content-length", str(len(body)).encode())]
+        if not self.readiness.ready:
+            headers.append(_CLOSE)  # draining: let the client reconnect elsewhere
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     def _too_large(self) -> bytes:
         return error_body(413, f"request body is larger than {self.max_body} bytes")
-
-
-async def _send(send: Send, status: int, body: bytes) -> None:
-    headers = [*_JSON, (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 class Readiness:
@@ -105,8 +113,10 @@ def create_app(
     app = FastAPI(title="heartbeat-webhook", version=__version__)
     app.state.metrics = metrics
     app.state.readiness = readiness
-    mutate = MutateEndpoint(AdmissionHandler(metrics))
-    validate = MutateEndpoint(AdmissionHandler(metrics, validate_workload, name="validate"))
+    mutate = MutateEndpoint(AdmissionHandler(metrics), readiness=readiness)
+    validate = MutateEndpoint(
+        AdmissionHandler(metrics, validate_workload, name="validate"), readiness=readiness
+    )
     app.router.routes.append(Route("/mutate", mutate, methods=["POST"]))
     app.router.routes.append(Route("/validate", validate, methods=["POST"]))
 

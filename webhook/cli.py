@@ -44,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds an idle connection stays open (default 120; must exceed the "
         "apiserver's 90 s idle pool)",
     )
+    serve.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=5.0,
+        help="on SIGTERM, keep answering this long with /readyz failing before shutdown "
+        "(default 5)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     serve.set_defaults(run=_serve)
 
@@ -130,6 +137,7 @@ def _serve(args: argparse.Namespace) -> int:
         key_file=key_file,
         keep_alive=args.keep_alive,
         log_level=args.log_level,
+        drain_seconds=args.drain_seconds,
     )
     return OK
 

@@ -1,14 +1,46 @@
-"""Run the app under uvicorn with TLS and an apiserver-friendly keep-alive."""
+"""Run the app under uvicorn: TLS with reload, apiserver-friendly keep-alive, draining."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
 from webhook import logs
-from webhook.app import create_app
+from webhook.app import Readiness, create_app
 from webhook.tls import CertReloader
+
+LOG = logging.getLogger("webhook.serve")
+
+
+class DrainingServer(uvicorn.Server):
+    """On the first SIGTERM/SIGINT, drain before uvicorn's own graceful shutdown.
+
+    For ``drain_seconds`` the server keeps answering, /readyz says 503 so load
+    moves to other replicas, and every response carries ``Connection: close`` so
+    clients (the apiserver pools connections for 90 s) drop their kept-alive
+    connection after an answer instead of finding it closed under a request.
+    """
+
+    def __init__(self, config: uvicorn.Config, readiness: Readiness, drain_seconds: float) -> None:
+        super().__init__(config)
+        self.readiness = readiness
+        self.drain_seconds = drain_seconds
+        self._draining = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._draining or self.drain_seconds <= 0:
+            super().handle_exit(sig, frame)  # a second signal: stop now
+            return
+        self._draining = True
+        self.readiness.ready = False
+        LOG.info("draining for %ss before shutdown", self.drain_seconds)
+        timer = threading.Timer(self.drain_seconds, super().handle_exit, (sig, frame))
+        timer.daemon = True
+        timer.start()
 
 
 def run(
@@ -19,11 +51,13 @@ def run(
     key_file: Path,
     keep_alive: int,
     log_level: str,
+    drain_seconds: float = 5.0,
 ) -> None:
     logs.configure(log_level)
     reloader = CertReloader(cert_file, key_file)
-    uvicorn.run(
-        create_app(certificate=reloader),
+    readiness = Readiness()
+    config = uvicorn.Config(
+        create_app(readiness=readiness, certificate=reloader),
         host=host,
         port=port,
         ssl_certfile=str(cert_file),
@@ -33,9 +67,12 @@ def run(
         # The apiserver keeps idle connections for 90 s; closing sooner (uvicorn's
         # default is 5 s) races its reuse and shows up as intermittent EOF errors.
         timeout_keep_alive=keep_alive,
+        # In-flight reviews get this long to finish once draining is over.
+        timeout_graceful_shutdown=10,
         # One JSON line per decision is our access log; uvicorn's would double it.
         access_log=False,
         log_config=None,
         log_level=log_level,
         server_header=False,
     )
+    DrainingServer(config, readiness, drain_seconds).run()
