@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit integration lint clean
+.PHONY: run test unit integration fuzz lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: lint $(STAMP)
 ## unit: the unit tests only (no apiserver)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m 'not integration'
+
+## fuzz: a larger property-based run of the parser and mutation core, on demand
+fuzz: $(STAMP)
+	HEARTBEAT_FUZZ_EXAMPLES=$${HEARTBEAT_FUZZ_EXAMPLES:-200000} $(BIN)/python -m pytest -q tests/test_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check webhook tests
