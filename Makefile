@@ -35,6 +35,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check webhook tests
 	$(BIN)/ruff format --check webhook tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
