@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 PREFIX = "heartbeat/"
@@ -118,6 +119,26 @@ def parse_config(annotations: Mapping[str, object]) -> tuple[HeartbeatConfig, li
 
     Raises AnnotationError for the first bad value, in a stable order.
     """
+    settings = tuple(
+        sorted(
+            (key, value)
+            for key, value in annotations.items()
+            if isinstance(key, str) and key.startswith(PREFIX)
+        )
+    )
+    if all(isinstance(value, str) for _, value in settings):
+        config, warnings = _parse_cached(settings)
+        return config, list(warnings)
+    return _parse(annotations)
+
+
+@lru_cache(maxsize=256)  # most pods carry one of a few annotation sets
+def _parse_cached(settings: tuple[tuple[str, str], ...]) -> tuple[HeartbeatConfig, tuple[str, ...]]:
+    config, warnings = _parse(dict(settings))
+    return config, tuple(warnings)
+
+
+def _parse(annotations: Mapping[str, object]) -> tuple[HeartbeatConfig, list[str]]:
     warnings = [_unknown_warning(key) for key in sorted(annotations) if _is_unknown(key)]
     numbers = {key: _integer(annotations, key) for key in _INTEGERS}
 

@@ -46,7 +46,7 @@ def explain_manifest(document: Mapping[str, Any]) -> Iterator[Explanation]:
     name = _name(document)
     if kind == "List" and isinstance(document.get("items"), list):
         for item in document["items"]:
-            if isinstance(item, Mapping):
+            if isinstance(item, dict):
                 yield from explain_manifest(item)
         return
     if kind == "Pod":
@@ -149,18 +149,18 @@ def _marker(value: object) -> dict[str, Any]:
 
 def _annotations(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     metadata = obj.get("metadata")
-    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
-    return annotations if isinstance(annotations, Mapping) else {}
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    return annotations if isinstance(annotations, dict) else {}
 
 
 def _name(obj: Mapping[str, Any]) -> str:
     metadata = obj.get("metadata")
-    if isinstance(metadata, Mapping):
+    if isinstance(metadata, dict):
         return str(metadata.get("name") or metadata.get("generateName") or "<unnamed>")
     return "<unnamed>"
 
 
 def _namespace(obj: Mapping[str, Any]) -> str:
     metadata = obj.get("metadata")
-    namespace = metadata.get("namespace") if isinstance(metadata, Mapping) else None
+    namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
     return namespace if isinstance(namespace, str) else ""

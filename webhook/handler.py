@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from webhook.logs import DECISIONS
 from webhook.metrics import Metrics
 from webhook.mutate import MalformedObject, Mutation
@@ -84,7 +86,7 @@ class AdmissionHandler:
 
 
 def _encode(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, separators=(",", ":")).encode()
+    return orjson.dumps(document)
 
 
 def _fields(review: Review) -> dict[str, Any]:

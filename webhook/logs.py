@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
+
+import orjson
 
 DECISIONS = logging.getLogger("webhook.admission")
 
@@ -24,10 +25,16 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             # Tracebacks go to our log only, never to the caller.
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return orjson.dumps(line, default=str).decode()
 
 
 def configure(level: str = "info") -> None:
+    # The logging HOWTO's "Optimization": skip what no line of ours uses. Caller
+    # lookup (sys._getframe per record) alone cost ~6 us of every admission.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

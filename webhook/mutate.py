@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from jsonpointer import JsonPointer
@@ -159,7 +160,7 @@ class _PatchBuilder:
             if volume.get("name") == mount.get("name"):
                 return not any(
                     key in _READ_ONLY_SOURCES
-                    or (isinstance(source, Mapping) and source.get("readOnly") is True)
+                    or (isinstance(source, dict) and source.get("readOnly") is True)
                     for key, source in volume.items()
                 )
         return False
@@ -202,7 +203,7 @@ class _PatchBuilder:
             raise MalformedObject(f"{base[1:]}/env must be a list")
         found = False
         for position, entry in enumerate(env or ()):
-            if not isinstance(entry, Mapping) or entry.get("name") != ENV_VAR:
+            if not isinstance(entry, dict) or entry.get("name") != ENV_VAR:
                 continue
             found = True
             value = entry.get("value")
@@ -290,12 +291,19 @@ def _target_indexes(
 
 
 def _marker(config: HeartbeatConfig, paths: Mapping[str, str], injected: Sequence[str]) -> str:
+    return _marker_of(config, tuple(sorted(paths.items())), tuple(injected))
+
+
+@lru_cache(maxsize=256)  # pods of one workload share settings: hash them once
+def _marker_of(
+    config: HeartbeatConfig, paths: tuple[tuple[str, str], ...], injected: tuple[str, ...]
+) -> str:
     """The documented, machine-readable value of the heartbeat/injected annotation."""
     settings = json.dumps(
         [
             config.max_age, config.period, config.initial_delay, config.failure_threshold,
             config.timeout, config.startup_grace, config.termination_grace, config.probe,
-            sorted(paths.items()),
+            [list(item) for item in paths],
         ],
         separators=(",", ":"),
     )  # fmt: skip
@@ -334,7 +342,7 @@ def _read_only_root(container: JSONObject, index: int) -> bool:
     context = container.get("securityContext")
     if context is None:
         return False
-    if not isinstance(context, Mapping):
+    if not isinstance(context, dict):
         raise MalformedObject(f"spec/containers/{index}/securityContext must be an object")
     return context.get("readOnlyRootFilesystem") is True
 
@@ -349,7 +357,7 @@ def _containers(spec: JSONObject) -> list[JSONObject]:
     if containers is None:
         return []
     if not isinstance(containers, list) or not all(
-        isinstance(c, Mapping) and isinstance(c.get("name"), str) for c in containers
+        isinstance(c, dict) and isinstance(c.get("name"), str) for c in containers
     ):
         raise MalformedObject("object.spec.containers must be a list of objects with a name")
     return containers
@@ -359,6 +367,6 @@ def _mapping(parent: JSONObject, key: str, where: str) -> JSONObject:
     value = parent.get(key)
     if value is None:
         return {}
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         raise MalformedObject(f"{where}.{key} must be an object")
     return value

@@ -74,5 +74,7 @@ def run(
         log_config=None,
         log_level=log_level,
         server_header=False,
+        # The apiserver calls us directly; there is no proxy whose headers to trust.
+        proxy_headers=False,
     )
     DrainingServer(config, readiness, drain_seconds).run()

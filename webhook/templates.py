@@ -32,8 +32,8 @@ def template_of(kind: object, workload: Mapping[str, Any]) -> Mapping[str, Any] 
     path = TEMPLATE_PATHS.get(str(kind))
     node: Any = workload
     for step in path or ():
-        node = node.get(step) if isinstance(node, Mapping) else None
-    return node if path and isinstance(node, Mapping) else None
+        node = node.get(step) if isinstance(node, dict) else None
+    return node if path and isinstance(node, dict) else None
 
 
 def misplaced_annotation(kind: str, workload: Mapping[str, Any]) -> str | None:
@@ -55,9 +55,9 @@ def validate_workload(review: Review) -> Mutation:
     """Check a workload's pod template on CREATE and UPDATE; never patch it."""
     request = review.request
     kind_info = request.get("kind")
-    kind = kind_info.get("kind") if isinstance(kind_info, Mapping) else None
+    kind = kind_info.get("kind") if isinstance(kind_info, dict) else None
     workload = request.get("object")
-    if request.get("operation") not in ("CREATE", "UPDATE") or not isinstance(workload, Mapping):
+    if request.get("operation") not in ("CREATE", "UPDATE") or not isinstance(workload, dict):
         return Mutation()
     template = template_of(kind, workload)
     if template is None:
@@ -72,7 +72,7 @@ def validate_workload(review: Review) -> Mutation:
     if result.denial is None:
         return Mutation(warnings=warnings)
     old = request.get("oldObject")
-    old_template = template_of(kind, old) if isinstance(old, Mapping) else None
+    old_template = template_of(kind, old) if isinstance(old, dict) else None
     if old_template is not None and _heartbeat(old_template) == _heartbeat(template):
         # The bad annotation predates this update (scaling, an image bump, a
         # controller's label): rejecting it now would block unrelated changes.
@@ -83,8 +83,8 @@ def validate_workload(review: Review) -> Mutation:
 
 def _annotations(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     metadata = obj.get("metadata")
-    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
-    return annotations if isinstance(annotations, Mapping) else {}
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    return annotations if isinstance(annotations, dict) else {}
 
 
 def _heartbeat(template: Mapping[str, Any]) -> dict[str, Any]:

@@ -95,6 +95,7 @@ class CertReloader:
         cert = x509.load_pem_x509_certificate(self.cert_file.read_bytes())
         context.sni_callback = self._on_client_hello
         self._current, self._identity = context, identity
+        self._checked = time.monotonic()
         self.not_after = cert.not_valid_after_utc.timestamp()
         self._warned = 0.0
         self._warn_if_expiring()
