@@ -23,9 +23,16 @@ test: lint $(STAMP)
 	@assets="$$(bash tests/envtest/assets.sh | tail -n 1)" && \
 	  KUBEBUILDER_ASSETS="$$assets" $(BIN)/python -m pytest
 
-## unit: the unit tests only (no apiserver)
+## unit: the unit tests only (no apiserver, no node)
 unit: $(STAMP)
-	$(BIN)/python -m pytest -m 'not integration'
+	$(BIN)/python -m pytest -m 'not integration and not node'
+
+## node: the real-node suite alone: kubelet + containerd run a hung worker (root;
+## apt-get install containerd runc debootstrap; see tests/node/conftest.py)
+.PHONY: node
+node: $(STAMP)
+	@assets="$$(bash tests/envtest/assets.sh | tail -n 1)" && \
+	  KUBEBUILDER_ASSETS="$$assets" $(BIN)/python -m pytest -m node tests/node
 
 ## fuzz: a larger property-based run of the parser and mutation core, on demand
 fuzz: $(STAMP)

@@ -1,0 +1,1 @@
+"""Fault injection and soak tests against the real kube-apiserver (hardening issue §2, §3)."""
