@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from pathlib import Path
 from types import FrameType
@@ -42,6 +43,11 @@ class DrainingServer(uvicorn.Server):
         timer.daemon = True
         timer.start()
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        # uvicorn re-raises the signal after shutdown, which skips atexit.
+        logs.flush()
+
 
 def run(
     *,
@@ -53,7 +59,7 @@ def run(
     log_level: str,
     drain_seconds: float = 5.0,
 ) -> None:
-    logs.configure(log_level)
+    logs.configure(log_level, buffered=True)
     reloader = CertReloader(cert_file, key_file)
     readiness = Readiness()
     config = uvicorn.Config(
