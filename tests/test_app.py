@@ -325,7 +325,8 @@ def body_for(request: object) -> bytes:
         pytest.param(b"", "request body is empty; send an AdmissionReview", id="empty"),
         pytest.param(
             b"not json",
-            "request body is not valid JSON: invalid literal, expected 'null': line 1 column 1 (char 0)",
+            "request body is not valid JSON: "
+            "invalid literal, expected 'null': line 1 column 1 (char 0)",
             id="not-json",
         ),
         pytest.param(
