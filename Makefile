@@ -60,8 +60,8 @@ $(VENV)/.bench-installed: $(STAMP)
 	touch $@
 
 lint: $(STAMP)
-	$(BIN)/ruff check webhook tests
-	$(BIN)/ruff format --check webhook tests
+	$(BIN)/ruff check webhook tests bench examples
+	$(BIN)/ruff format --check webhook tests bench examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
