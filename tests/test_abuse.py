@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.serving import serving
 from webhook.certs import write_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,30 +67,8 @@ class Server:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     certs = tmp_path_factory.mktemp("abuse-certs")
     write_bundle(certs, ["localhost", "127.0.0.1"])
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "webhook", "serve", "--host", "127.0.0.1",
-            "--port", str(port), "--cert-file", str(certs / "tls.crt"),
-            "--key-file", str(certs / "tls.key"), "--log-level", "warning",
-        ],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
+    with serving(certs, "--log-level", "warning") as (process, port):
         yield Server(port, ssl.create_default_context(cafile=str(certs / "ca.crt")), process)
-    finally:
-        process.kill()
-        process.wait(10)
 
 
 def healthy(server: Server) -> None:

@@ -8,13 +8,13 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.serving import serving
 from webhook.certs import write_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,40 +35,12 @@ REVIEW = json.dumps(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, ssl.SSLContext]]:
     write_bundle(tmp_path, ["localhost", "127.0.0.1"])
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "webhook", "serve", "--host", "127.0.0.1",
-            "--port", str(port), "--cert-file", str(tmp_path / "tls.crt"),
-            "--key-file", str(tmp_path / "tls.key"), "--drain-seconds", "1.5",
-        ],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
     context = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.1)
+    with serving(tmp_path, "--drain-seconds", "1.5") as (process, port):
         yield process, port, context
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
 
 
 def post(connection: http.client.HTTPSConnection) -> http.client.HTTPResponse:

@@ -4,11 +4,7 @@ no dropped connection, and no failed handshake. Loopback only, bounded in time."
 from __future__ import annotations
 
 import http.client
-import signal
-import socket
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from tests.serving import serving
 from webhook.certs import write_bundle
 from webhook.metrics import Metrics
 from webhook.tls import CertReloader
@@ -116,40 +113,10 @@ def test_expiry_metric_and_warning(tmp_path: Path, caplog: pytest.LogCaptureFixt
 # --- through the real `serve` command -----------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def served(bundle: Path) -> Iterator[tuple[int, Path]]:
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "webhook", "serve", "--host", "127.0.0.1",
-            "--port", str(port), "--cert-file", str(bundle / "tls.crt"),
-            "--key-file", str(bundle / "tls.key"), "--log-level", "warning",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(process.stderr.read() if process.stderr else b"") from None
-                time.sleep(0.1)
+    with serving(bundle, "--log-level", "warning") as (_, port):
         yield port, bundle
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(10)
 
 
 def test_serve_rotates_without_dropping_a_kept_alive_connection(
