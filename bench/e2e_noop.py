@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import os
 import signal
 import statistics
 import sys
@@ -50,7 +51,8 @@ def main() -> None:
             "--cert-file", str(hook.cert_dir / "tls.crt"),
             "--key-file", str(hook.cert_dir / "tls.key"),
         ],
-        ROOT,
+        work,  # its log goes there, not into the checkout
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     time.sleep(3)
     try:
