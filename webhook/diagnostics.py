@@ -5,15 +5,15 @@ Used by ``explain`` (a manifest, or a live pod) and ``audit`` (live pods).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from webhook import __version__
 from webhook.config import ENABLED, INJECTED, AnnotationError, is_enabled, quote
+from webhook.marker import read_marker
 from webhook.mutate import MalformedObject, mutate_pod
-from webhook.templates import misplaced_annotation, template_of
+from webhook.templates import annotations_of, misplaced_annotation, template_of
 
 # Namespaces the shipped webhook configurations never send to the webhook.
 EXCLUDED_NAMESPACES = frozenset(
@@ -65,7 +65,7 @@ def explain_manifest(document: Mapping[str, Any]) -> Iterator[Explanation]:
 def explain_live(pod: Mapping[str, Any]) -> Explanation:
     """Whether a stored pod carries the injection the current rules would give it."""
     target = f"Pod {_namespace(pod) or 'default'}/{_name(pod)}"
-    annotations = _annotations(pod)
+    annotations = annotations_of(pod)
     try:
         if not is_enabled(annotations):
             return Explanation(target, "not-opted-in", [_why_not_opted_in(annotations)])
@@ -77,13 +77,13 @@ def explain_live(pod: Mapping[str, Any]) -> Explanation:
         result = mutate_pod(pod)
     except MalformedObject as error:
         return Explanation(target, "outdated", [str(error)])
-    marker = _marker(annotations[INJECTED])
+    marker = read_marker(annotations[INJECTED])
     if result.denial is not None:
         return Explanation(
             target, "outdated", [f"its annotations changed since injection: {result.denial}"]
         )
     if result.patch:
-        version = marker.get("version", "unknown")
+        version = marker.version or "unknown"
         why = (
             f"injected by webhook version {version}, now {__version__}"
             if version != __version__
@@ -92,16 +92,19 @@ def explain_live(pod: Mapping[str, Any]) -> Explanation:
         return Explanation(
             target, "outdated", [f"{why}; recreate the pod to get the current probe"]
         )
-    containers = ", ".join(marker.get("containers") or []) or "none"
+    containers = ", ".join(marker.containers) or "none"
     return Explanation(
         target,
         "up-to-date",
-        [f"probe in containers: {containers}; settings {marker.get('settings')}", *result.warnings],
+        [
+            f"probe in containers: {containers}; settings {marker.settings or 'unknown'}",
+            *result.warnings,
+        ],
     )
 
 
 def _explain_new(target: str, pod: Mapping[str, Any], namespace: str) -> Explanation:
-    annotations = _annotations(pod)
+    annotations = annotations_of(pod)
     try:
         if not is_enabled(annotations):
             return Explanation(target, "not-opted-in", [_why_not_opted_in(annotations)])
@@ -137,20 +140,6 @@ def _why_missed(namespace: str) -> str:
         "unreachable (failurePolicy: Ignore), or before the webhook was installed; "
         "recreate the pod (delete it and let its controller make a new one)"
     )
-
-
-def _marker(value: object) -> dict[str, Any]:
-    try:
-        parsed = json.loads(str(value))
-    except ValueError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
-
-
-def _annotations(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    metadata = obj.get("metadata")
-    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
-    return annotations if isinstance(annotations, dict) else {}
 
 
 def _name(obj: Mapping[str, Any]) -> str:

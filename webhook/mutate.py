@@ -9,16 +9,12 @@ second review of a patched pod (reinvocation) yields no operations.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from jsonpointer import JsonPointer
 
-from webhook import __version__
 from webhook.config import (
     CONTAINERS,
     DEFAULT_CONTAINER,
@@ -31,6 +27,7 @@ from webhook.config import (
     quote,
 )
 from webhook.heartbeat import DEFAULT_PATH, ENV_VAR
+from webhook.marker import marker_value, read_marker
 from webhook.probe import is_heartbeat_probe, liveness_probe, startup_probe
 
 Operation = dict[str, Any]
@@ -104,7 +101,8 @@ class _PatchBuilder:
         self.annotations = annotations
         self.warnings = warnings
         self.ops: list[Operation] = []
-        self.owned = _owned_containers(annotations.get(INJECTED))
+        # Containers an earlier injection gave our probe, so we may update it.
+        self.owned = frozenset(read_marker(annotations.get(INJECTED)).containers)
         self.paths: dict[str, str] = {}
         self.injected: list[str] = []
         self.volume: str | None = None
@@ -123,7 +121,7 @@ class _PatchBuilder:
                 self._probe(container, base, "startupProbe", startup)
 
     def finish(self) -> Mutation:
-        marker = _marker(self.config, self.paths, self.injected)
+        marker = marker_value(self.config, self.paths, self.injected)
         if self.annotations.get(INJECTED) != marker:
             self.ops.append({"op": "add", "path": _MARKER_POINTER, "value": marker})
         self._warn_shared_file()
@@ -288,43 +286,6 @@ def _target_indexes(
             f"pod (containers: {known}); fix it, or set {CONTAINERS} to choose the worker"
         )
     return [names.index(default)]
-
-
-def _marker(config: HeartbeatConfig, paths: Mapping[str, str], injected: Sequence[str]) -> str:
-    return _marker_of(config, tuple(sorted(paths.items())), tuple(injected))
-
-
-@lru_cache(maxsize=256)  # pods of one workload share settings: hash them once
-def _marker_of(
-    config: HeartbeatConfig, paths: tuple[tuple[str, str], ...], injected: tuple[str, ...]
-) -> str:
-    """The documented, machine-readable value of the heartbeat/injected annotation."""
-    settings = json.dumps(
-        [
-            config.max_age, config.period, config.initial_delay, config.failure_threshold,
-            config.timeout, config.startup_grace, config.termination_grace, config.probe,
-            [list(item) for item in paths],
-        ],
-        separators=(",", ":"),
-    )  # fmt: skip
-    digest = hashlib.sha256(settings.encode()).hexdigest()[:10]
-    return json.dumps(
-        {"containers": list(injected), "settings": digest, "version": __version__},
-        separators=(",", ":"),
-    )
-
-
-def _owned_containers(marker: object) -> frozenset[str]:
-    """Containers an earlier injection gave our probe, so we may update it."""
-    if not isinstance(marker, str):
-        return frozenset()
-    try:
-        names = json.loads(marker).get("containers")
-    except (ValueError, AttributeError):
-        return frozenset()
-    if not isinstance(names, list):
-        return frozenset()
-    return frozenset(name for name in names if isinstance(name, str))
 
 
 def _deepest_mount(container: JSONObject, path: str) -> JSONObject | None:

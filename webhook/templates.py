@@ -41,8 +41,8 @@ def misplaced_annotation(kind: str, workload: Mapping[str, Any]) -> str | None:
     template = template_of(kind, workload)
     if template is None:
         return None
-    own = _annotations(workload)
-    if ENABLED not in own or ENABLED in _annotations(template):
+    own = annotations_of(workload)
+    if ENABLED not in own or ENABLED in annotations_of(template):
         return None
     where = ".".join(TEMPLATE_PATHS[kind]) + ".metadata.annotations"
     return (
@@ -81,11 +81,12 @@ def validate_workload(review: Review) -> Mutation:
     return Mutation(denial=f"{label}: {result.denial}", warnings=warnings)
 
 
-def _annotations(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+def annotations_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An object's metadata.annotations, or {} when absent or malformed."""
     metadata = obj.get("metadata")
     annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
     return annotations if isinstance(annotations, dict) else {}
 
 
 def _heartbeat(template: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in _annotations(template).items() if str(k).startswith(PREFIX)}
+    return {k: v for k, v in annotations_of(template).items() if str(k).startswith(PREFIX)}

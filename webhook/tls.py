@@ -43,9 +43,7 @@ class CertReloader:
         return self.server_context()
 
     def server_context(self) -> ssl.SSLContext:
-        base = self._load()  # fails loudly at startup if the pair is bad
-        base.sni_callback = self._on_client_hello
-        return base
+        return self._load()  # fails loudly at startup if the pair is bad
 
     def current(self) -> ssl.SSLContext:
         self.maybe_reload()
