@@ -30,7 +30,7 @@ from typing import Any
 from cryptography import x509
 from kubernetes import client, config
 
-from tests.integration.cluster import ControlPlane, Webhook, free_port, spawn, wait_until
+from tests.integration.cluster import ControlPlane, Webhook
 from tests.integration.conftest import MWC_FILE, VWC_FILE, annotated_pod, registration
 
 INJECT_WEBHOOK = "inject.heartbeat-webhook.heartbeat-system.svc"
@@ -44,12 +44,10 @@ IDLE_SECONDS = 95.0  # longer than the apiserver's 90 s idle connection pool
 
 @dataclass
 class FaultWebhook(Webhook):
-    """``Webhook`` with a log name of its own, extra ``serve`` flags, and optionally
-    the certificate directory of another instance (replicas share one Secret)."""
+    """``Webhook`` that can share the certificate directory of another instance
+    (replicas share one Secret)."""
 
-    name: str = "webhook"
     shared_certs: Path | None = None
-    extra_args: list[str] = field(default_factory=list)
 
     @property
     def cert_dir(self) -> Path:
@@ -61,34 +59,6 @@ class FaultWebhook(Webhook):
             workdir, ca_bundle=self.ca_bundle, name=name, shared_certs=self.cert_dir,
             extra_args=list(extra),
         )  # fmt: skip
-
-    def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        if not self.ca_bundle:
-            self.make_certs()
-        ports = [self.port] if self.port else [free_port() for _ in range(5)]
-        for port in ports:
-            proc = spawn(
-                self.name,
-                [
-                    sys.executable, "-m", "webhook", "serve",
-                    "--host", "127.0.0.1", "--port", str(port),
-                    "--cert-file", str(self.cert_dir / "tls.crt"),
-                    "--key-file", str(self.cert_dir / "tls.key"),
-                    *self.extra_args,
-                ],
-                self.workdir,
-            )  # fmt: skip
-            try:
-                # Generous: other jobs may be loading the machine.
-                wait_until(lambda p=port: self._ready(p), f"{self.name} /readyz", 60, proc)
-            except RuntimeError:
-                if self.port:  # a fixed port (a restart) cannot move: say why it failed
-                    raise
-                continue
-            self.port, self.process = port, proc
-            return
-        raise RuntimeError(f"heartbeat-webhook serve ({self.name}) did not start")
 
     @property
     def pid(self) -> int:

@@ -12,7 +12,6 @@ import ctypes
 import os
 import secrets
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -25,21 +24,16 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.serving import free_port
+
+__all__ = ["ControlPlane", "Process", "Webhook", "free_port", "spawn", "wait_until"]
+
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _die_with_parent() -> None:
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def free_port() -> int:
-    # Racy by nature (another process may take it before ours binds), so every
-    # caller retries a start that fails; see start_with_retry.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -253,6 +247,8 @@ class Webhook:
     port: int = 0
     process: Process | None = None
     ca_bundle: str = ""
+    name: str = "webhook"  # of its log file, and in errors
+    extra_args: list[str] = field(default_factory=list)  # more `serve` flags
 
     @property
     def cert_dir(self) -> Path:
@@ -270,27 +266,32 @@ class Webhook:
         self.ca_bundle = out.stdout.strip().splitlines()[-1]
 
     def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
         if not self.ca_bundle:
             self.make_certs()
         ports = [self.port] if self.port else [free_port() for _ in range(5)]
         for port in ports:
             proc = spawn(
-                "webhook",
+                self.name,
                 [
                     sys.executable, "-m", "webhook", "serve",
                     "--host", "127.0.0.1", "--port", str(port),
                     "--cert-file", str(self.cert_dir / "tls.crt"),
                     "--key-file", str(self.cert_dir / "tls.key"),
+                    *self.extra_args,
                 ],
                 self.workdir,
             )  # fmt: skip
             try:
-                wait_until(lambda p=port: self._ready(p), "webhook /readyz", 30, proc)
+                # Generous: other jobs may be loading the machine.
+                wait_until(lambda p=port: self._ready(p), f"{self.name} /readyz", 60, proc)
             except RuntimeError:
+                if self.port:  # a fixed port (a restart) cannot move: say why it failed
+                    raise
                 continue
             self.port, self.process = port, proc
             return
-        raise RuntimeError("heartbeat-webhook serve did not start")
+        raise RuntimeError(f"heartbeat-webhook serve ({self.name}) did not start")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None:
