@@ -59,12 +59,6 @@ VARIANTS = {
             "nometrics",
             log_level="warning",
         ),
-        Variant(
-            "nofastapi",
-            "POST /mutate dispatched to the endpoint before FastAPI's middleware and router",
-            False,
-            "nofastapi",
-        ),
         Variant("h11", "the shipped app with uvicorn --http h11", False, http="h11"),
     )
 }

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -18,7 +19,7 @@ from fastapi import FastAPI
 from webhook.app import MutateEndpoint, Readiness, create_app
 from webhook.handler import FAIL_OPEN_WARNING, AdmissionHandler
 from webhook.heartbeat import ENV_VAR
-from webhook.logs import JsonFormatter
+from webhook.logs import DECISIONS, BufferedStreamHandler, JsonFormatter
 from webhook.metrics import Metrics
 from webhook.mutate import Mutation
 from webhook.review import Review
@@ -714,6 +715,55 @@ def test_json_formatter_writes_one_line() -> None:
     parsed = json.loads(line)
     assert parsed.pop("ts") == pytest.approx(record.created, abs=0.001)
     assert parsed == {"level": "info", "logger": "webhook.admission", "msg": "admission", **fields}
+
+
+@pytest.fixture
+def buffered() -> Iterator[tuple[BufferedStreamHandler, io.StringIO]]:
+    handler = BufferedStreamHandler()
+    stream = io.StringIO()
+    handler.setStream(stream).close()  # type: ignore[union-attr]  # the dup of stderr
+    yield handler, stream
+    handler.close()
+
+
+def test_write_decision_writes_what_the_logging_path_writes(
+    buffered: tuple[BufferedStreamHandler, io.StringIO],
+) -> None:
+    """serve's direct decision lines must not drift from JsonFormatter's."""
+    handler, stream = buffered
+    fields = {"uid": "u-1", "name": "w\nforged", "containers": ["worker"], "duration_ms": 0.25}
+    record = logging.LogRecord(
+        "webhook.admission", logging.INFO, __file__, 1, "admission", (), None
+    )
+    record.fields = fields
+    via_logging = json.loads(JsonFormatter().format(record))
+
+    handler.write_decision(dict(fields))
+    handler.flush()
+    (line,) = stream.getvalue().splitlines()
+    direct = json.loads(line)
+    assert direct.pop("ts") == pytest.approx(via_logging.pop("ts"), abs=1)
+    assert direct == via_logging
+
+
+def test_served_app_logs_decisions_through_the_direct_writer(
+    buffered: tuple[BufferedStreamHandler, io.StringIO],
+) -> None:
+    handler, stream = buffered
+    app = create_app(Metrics(), Readiness(), decision_log=handler.write_decision)
+    previous = DECISIONS.level
+    try:
+        DECISIONS.setLevel(logging.INFO)
+        post(app, review(pod(ENABLED, name="web-1"), uid="direct-1"))
+        DECISIONS.setLevel(logging.WARNING)  # --log-level warning: no decision lines
+        post(app, review(pod(ENABLED, name="web-2"), uid="direct-2"))
+    finally:
+        DECISIONS.setLevel(previous)
+    handler.flush()
+    (line,) = stream.getvalue().splitlines()
+    logged = json.loads(line)
+    assert (logged["uid"], logged["name"], logged["decision"]) == ("direct-1", "web-1", "injected")
+    assert logged["containers"] == ["worker"]
 
 
 def test_json_formatter_keeps_tracebacks_in_one_line() -> None:

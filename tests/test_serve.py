@@ -49,7 +49,7 @@ def post(connection: http.client.HTTPSConnection) -> http.client.HTTPResponse:
 
 
 def test_sigterm_drains_then_exits(
-    server: tuple[subprocess.Popen[bytes], int, ssl.SSLContext],
+    server: tuple[subprocess.Popen[bytes], int, ssl.SSLContext], tmp_path: Path
 ) -> None:
     process, port, context = server
     kept = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=5)
@@ -72,6 +72,13 @@ def test_sigterm_drains_then_exits(
     assert process.wait(15) in (0, -signal.SIGTERM)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1)
+    # Both answers were logged as JSON decision lines, flushed on the way out.
+    lines = [json.loads(line) for line in (tmp_path / f"serve-{port}.log").open()]
+    decisions = [line for line in lines if line.get("msg") == "admission"]
+    assert [(d["uid"], d["decision"], d["containers"]) for d in decisions] == [
+        ("drain-1", "injected", ["w"])
+    ] * 2
+    assert {d["logger"] for d in decisions} == {"webhook.admission"}
 
 
 def test_idle_keep_alive_connection_is_not_closed_early(

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from webhook.logs import DECISIONS
+from webhook.logs import DECISIONS, DecisionLog, log_decision
 from webhook.metrics import Metrics
 from webhook.mutate import MalformedObject, Mutation
 from webhook.review import BadReview, Review, decide, parse_review, response
@@ -35,10 +35,17 @@ def error_body(code: int, message: str) -> bytes:
 
 
 class AdmissionHandler:
-    def __init__(self, metrics: Metrics, decide_fn: Decide = decide, name: str = "mutate") -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        decide_fn: Decide = decide,
+        name: str = "mutate",
+        decision_log: DecisionLog = log_decision,
+    ) -> None:
         self.metrics = metrics
         self.decide = decide_fn
         self.name = name  # the metrics' webhook label
+        self.decision_log = decision_log
 
     def __call__(self, body: bytes) -> tuple[int, bytes]:
         started = time.perf_counter()
@@ -72,7 +79,7 @@ class AdmissionHandler:
             )
             if mutation.denial is not None:
                 fields["reason"] = mutation.denial
-            DECISIONS.info("admission", extra={"fields": fields})
+            self.decision_log(fields)
         return 200, payload
 
     def _outcome(self, review: Review, mutation: Mutation) -> str:

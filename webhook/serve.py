@@ -59,11 +59,17 @@ def run(
     log_level: str,
     drain_seconds: float = 5.0,
 ) -> None:
-    logs.configure(log_level, buffered=True)
+    log_handler = logs.BufferedStreamHandler()
+    logs.configure(log_level, log_handler)
     reloader = CertReloader(cert_file, key_file)
     readiness = Readiness()
     config = uvicorn.Config(
-        create_app(readiness=readiness, certificate=reloader),
+        create_app(
+            readiness=readiness,
+            certificate=reloader,
+            # Only this handler is configured, so decision lines can skip LogRecords.
+            decision_log=log_handler.write_decision,
+        ),
         host=host,
         port=port,
         ssl_certfile=str(cert_file),
