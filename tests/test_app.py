@@ -719,7 +719,7 @@ def test_json_formatter_writes_one_line() -> None:
 
 @pytest.fixture
 def buffered() -> Iterator[tuple[BufferedStreamHandler, io.StringIO]]:
-    handler = BufferedStreamHandler()
+    handler = BufferedStreamHandler(interval=3600)  # the test flushes, not the timer
     stream = io.StringIO()
     handler.setStream(stream).close()  # type: ignore[union-attr]  # the dup of stderr
     yield handler, stream
@@ -764,6 +764,29 @@ def test_served_app_logs_decisions_through_the_direct_writer(
     logged = json.loads(line)
     assert (logged["uid"], logged["name"], logged["decision"]) == ("direct-1", "web-1", "injected")
     assert logged["containers"] == ["worker"]
+
+
+def test_queued_decisions_keep_their_place_before_later_lines(
+    buffered: tuple[BufferedStreamHandler, io.StringIO],
+) -> None:
+    handler, stream = buffered
+    handler.setFormatter(JsonFormatter())
+    handler.write_decision({"uid": "first"})
+    handler.handle(logging.makeLogRecord({"name": "webhook.tls", "msg": "later", "levelno": 30}))
+    handler.write_decision({"uid": "second"})
+    assert stream.getvalue().count("\n") == 2  # the warning was flushed, with what came before
+    handler.flush()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line.get("uid", line["msg"]) for line in lines] == ["first", "later", "second"]
+
+
+def test_decision_queue_is_bounded(buffered: tuple[BufferedStreamHandler, io.StringIO]) -> None:
+    handler, stream = buffered
+    handler.max_queued = 3
+    for uid in "abc":
+        handler.write_decision({"uid": uid})
+    handler.stream.flush()  # no handler.flush(): the third decision wrote the queue out
+    assert [json.loads(line)["uid"] for line in stream.getvalue().splitlines()] == ["a", "b", "c"]
 
 
 def test_json_formatter_keeps_tracebacks_in_one_line() -> None:
