@@ -59,7 +59,13 @@ VARIANTS = {
             "nometrics",
             log_level="warning",
         ),
-        Variant("h11", "the shipped app with uvicorn --http h11", False, http="h11"),
+        Variant(
+            "uncoalesced",
+            "the shipped app on uvicorn's own HTTP protocol: headers and body in two writes",
+            False,
+            http="auto",
+        ),
+        Variant("h11", "the shipped app on uvicorn's h11 protocol, uncoalesced", False, http="h11"),
     )
 }
 

@@ -95,3 +95,27 @@ def test_idle_keep_alive_connection_is_not_closed_early(
     again = post(kept)  # http.client would raise RemoteDisconnected if it had been closed
     assert again.status == 200
     again.read()
+
+
+def test_a_response_is_one_tls_record(
+    server: tuple[subprocess.Popen[bytes], int, ssl.SSLContext],
+) -> None:
+    """serve writes status line, headers and body together (webhook/coalesce.py).
+
+    OpenSSL returns at most one record per read, so with uvicorn's two writes
+    the first read would hold the headers alone.
+    """
+    _, port, context = server
+    request = (
+        f"POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(REVIEW)}\r\n\r\n{REVIEW}"
+    ).encode()
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(request)
+        first = tls.recv(65536)
+    head, _, body = first.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert json.loads(body)["response"]["uid"] == "drain-1"

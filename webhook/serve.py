@@ -12,6 +12,7 @@ import uvicorn
 
 from webhook import logs
 from webhook.app import Readiness, create_app
+from webhook.coalesce import CoalescingHTTPProtocol
 from webhook.tls import CertReloader
 
 LOG = logging.getLogger("webhook.serve")
@@ -86,6 +87,8 @@ def run(
         log_config=None,
         log_level=log_level,
         server_header=False,
+        # uvicorn's HTTP protocol, writing each response in one piece.
+        http=CoalescingHTTPProtocol,
         # The apiserver calls us directly; there is no proxy whose headers to trust.
         proxy_headers=False,
     )
