@@ -267,25 +267,28 @@ class _PatchBuilder:
 def _target_indexes(
     config: HeartbeatConfig, annotations: JSONObject, containers: Sequence[JSONObject]
 ) -> list[int]:
+    default = annotations.get(DEFAULT_CONTAINER)
+    if config.containers is None and default is None:
+        return [0]
     names = [container["name"] for container in containers]
-    known = ", ".join(quote(name) for name in names)
     if config.containers is not None:
         for wanted in config.containers:
             if wanted not in names:
                 raise _Denied(
                     f"annotation {CONTAINERS} names {quote(wanted)}, which is not a container "
-                    f"of this pod (containers: {known}); list only existing containers"
+                    f"of this pod (containers: {_listed(names)}); list only existing containers"
                 )
         return [names.index(wanted) for wanted in config.containers]
-    default = annotations.get(DEFAULT_CONTAINER)
-    if default is None:
-        return [0]
     if default not in names:
         raise _Denied(
             f"annotation {DEFAULT_CONTAINER}={quote(default)} names no container of this "
-            f"pod (containers: {known}); fix it, or set {CONTAINERS} to choose the worker"
+            f"pod (containers: {_listed(names)}); fix it, or set {CONTAINERS} to choose the worker"
         )
     return [names.index(default)]
+
+
+def _listed(names: Sequence[str]) -> str:
+    return ", ".join(quote(name) for name in names)
 
 
 def _deepest_mount(container: JSONObject, path: str) -> JSONObject | None:
