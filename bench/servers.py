@@ -65,6 +65,13 @@ VARIANTS = {
             False,
             http="auto",
         ),
+        Variant(
+            "baseline-uncoalesced",
+            "the baseline on uvicorn's own HTTP protocol (as the issue's reference figures)",
+            False,
+            "baseline",
+            http="auto",
+        ),
         Variant("h11", "the shipped app on uvicorn's h11 protocol, uncoalesced", False, http="h11"),
     )
 }
