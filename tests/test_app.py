@@ -718,16 +718,16 @@ def test_json_formatter_writes_one_line() -> None:
 
 
 @pytest.fixture
-def buffered() -> Iterator[tuple[BufferedStreamHandler, io.StringIO]]:
+def buffered() -> Iterator[tuple[BufferedStreamHandler, io.BytesIO]]:
     handler = BufferedStreamHandler(interval=3600)  # the test flushes, not the timer
-    stream = io.StringIO()
+    stream = io.BytesIO()
     handler.setStream(stream).close()  # type: ignore[union-attr]  # the dup of stderr
     yield handler, stream
     handler.close()
 
 
 def test_write_decision_writes_what_the_logging_path_writes(
-    buffered: tuple[BufferedStreamHandler, io.StringIO],
+    buffered: tuple[BufferedStreamHandler, io.BytesIO],
 ) -> None:
     """serve's direct decision lines must not drift from JsonFormatter's."""
     handler, stream = buffered
@@ -747,7 +747,7 @@ def test_write_decision_writes_what_the_logging_path_writes(
 
 
 def test_served_app_logs_decisions_through_the_direct_writer(
-    buffered: tuple[BufferedStreamHandler, io.StringIO],
+    buffered: tuple[BufferedStreamHandler, io.BytesIO],
 ) -> None:
     handler, stream = buffered
     app = create_app(Metrics(), Readiness(), decision_log=handler.write_decision)
@@ -767,25 +767,28 @@ def test_served_app_logs_decisions_through_the_direct_writer(
 
 
 def test_queued_decisions_keep_their_place_before_later_lines(
-    buffered: tuple[BufferedStreamHandler, io.StringIO],
+    buffered: tuple[BufferedStreamHandler, io.BytesIO],
 ) -> None:
     handler, stream = buffered
     handler.setFormatter(JsonFormatter())
     handler.write_decision({"uid": "first"})
     handler.handle(logging.makeLogRecord({"name": "webhook.tls", "msg": "later", "levelno": 30}))
     handler.write_decision({"uid": "second"})
-    assert stream.getvalue().count("\n") == 2  # the warning was flushed, with what came before
+    assert stream.getvalue().count(b"\n") == 2  # the warning was flushed, with what came before
     handler.flush()
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [line.get("uid", line["msg"]) for line in lines] == ["first", "later", "second"]
 
 
-def test_decision_queue_is_bounded(buffered: tuple[BufferedStreamHandler, io.StringIO]) -> None:
+def test_decisions_are_written_a_batch_at_a_time(
+    buffered: tuple[BufferedStreamHandler, io.BytesIO],
+) -> None:
     handler, stream = buffered
-    handler.max_queued = 3
-    for uid in "abc":
+    handler.batch = 3
+    for uid in "ab":
         handler.write_decision({"uid": uid})
-    handler.stream.flush()  # no handler.flush(): the third decision wrote the queue out
+    assert stream.getvalue() == b""
+    handler.write_decision({"uid": "c"})  # no handler.flush(): the batch is full
     assert [json.loads(line)["uid"] for line in stream.getvalue().splitlines()] == ["a", "b", "c"]
 
 
