@@ -69,14 +69,12 @@ class AdmissionHandler:
         elapsed = time.perf_counter() - started
         self.metrics.count(self.name, outcome, elapsed)
         if DECISIONS.isEnabledFor(logging.INFO):
-            fields = _fields(review)
-            fields.update(
-                webhook=self.name,
-                decision=outcome,
-                containers=list(mutation.injected),
-                warnings=len(mutation.warnings),
-                duration_ms=round(elapsed * 1000, 3),
-            )
+            fields = _fields(review)  # one key at a time: update(**) builds a second dict
+            fields["webhook"] = self.name
+            fields["decision"] = outcome
+            fields["containers"] = list(mutation.injected)
+            fields["warnings"] = len(mutation.warnings)
+            fields["duration_ms"] = round(elapsed * 1000, 3)
             if mutation.denial is not None:
                 fields["reason"] = mutation.denial
             self.decision_log(fields)
