@@ -71,7 +71,7 @@ LAYERS: list[tuple[str, re.Pattern[str]]] = [
         ("FastAPI/Starlette middleware + routing", r"starlette/|fastapi/|uvicorn/middleware/"),
         (
             "HTTP protocol (uvicorn httptools/h11)",
-            r"uvicorn/protocols/http|httptools|h11/|parser\.c",
+            r"uvicorn/protocols/http|httptools|h11/|parser\.c|webhook/coalesce\.py",
         ),
     ]
 ]
@@ -79,15 +79,14 @@ OTHER = "event loop, asyncio, other"
 # Functions whose inclusive share is reported (pattern on the frame).
 INCLUSIVE: list[tuple[str, str]] = [
     ("FastAPI app (FastAPI.__call__, all middleware + endpoint)", r"^FastAPI\.__call__ "),
-    ("MutateEndpoint.__call__ (body read + handler + send)", r"^MutateEndpoint\.__call__ "),
+    ("AdmissionEndpoint.__call__ (body read + handler + send)", r"^AdmissionEndpoint\.__call__ "),
     ("AdmissionHandler.__call__", r"^AdmissionHandler\.__call__ "),
     ("parse_review (JSON decode + checks)", r"^parse_review "),
     ("mutate_pod", r"^mutate_pod "),
     ("response + _encode", r"^(response|_encode) \(webhook/"),
-    ("Logger.info (decision line)", r"^Logger\.info "),
-    ("↳ JsonFormatter.format (builds + encodes the line)", r"^JsonFormatter\.format "),
-    ("↳ Logger.makeRecord (LogRecord: getpid, time, paths)", r"^Logger\.makeRecord "),
-    ("↳ Handler.handle (format + write to stderr)", r"^Handler\.handle "),
+    ("write_decision (decision line queued)", r"^BufferedStreamHandler\.write_decision "),
+    ("↳ _write_decisions (a batch formatted)", r"\._write_decisions \(webhook/logs"),
+    ("Logger.info (log lines through logging)", r"^Logger\.info "),
     ("Metrics.count", r"^Metrics\.count "),
     ("FastAPI NativeTelemetry.enabled (env lookups per request)", r"^NativeTelemetry\.enabled "),
     ("uvloop SSLProtocol (TLS record layer + its writes)", r"SSLProtocol"),

@@ -16,7 +16,7 @@ import jsonpatch
 import pytest
 from fastapi import FastAPI
 
-from webhook.app import MutateEndpoint, Readiness, create_app
+from webhook.app import AdmissionEndpoint, Readiness, create_app
 from webhook.handler import FAIL_OPEN_WARNING, AdmissionHandler
 from webhook.heartbeat import ENV_VAR
 from webhook.logs import DECISIONS, BufferedStreamHandler, JsonFormatter
@@ -116,7 +116,7 @@ def env_of(container: dict[str, Any]) -> dict[str, Any]:
 
 def inline_app(handler: AdmissionHandler, max_body: int | None = None) -> FastAPI:
     app = FastAPI()
-    endpoint = MutateEndpoint(handler) if max_body is None else MutateEndpoint(handler, max_body)
+    endpoint = AdmissionEndpoint(handler, *(() if max_body is None else (max_body,)))
     app.add_route("/mutate", endpoint, methods=["POST"])
     return app
 
@@ -514,7 +514,7 @@ def test_streamed_body_under_the_cap_is_read(capped: FastAPI) -> None:
 
 
 def test_default_cap_is_above_etcd_object_limit() -> None:
-    assert MutateEndpoint(AdmissionHandler(Metrics())).max_body >= 3 * 1024 * 1024
+    assert AdmissionEndpoint(AdmissionHandler(Metrics())).max_body >= 3 * 1024 * 1024
 
 
 # ---------------------------------------------------------------- fail open

@@ -34,7 +34,7 @@ _JSON = [(b"content-type", b"application/json")]
 _CLOSE = (b"connection", b"close")
 
 
-class MutateEndpoint:
+class AdmissionEndpoint:
     """Raw ASGI: content-type check, capped body read, one handler call, one write."""
 
     def __init__(
@@ -114,7 +114,7 @@ class WebhookApp(FastAPI):
     usual, and the routes stay registered for OpenAPI and 405s.
     """
 
-    admission_routes: dict[str, MutateEndpoint]
+    admission_routes: dict[str, AdmissionEndpoint]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -138,10 +138,10 @@ def create_app(
     app = WebhookApp(title="heartbeat-webhook", version=__version__)
     app.state.metrics = metrics
     app.state.readiness = readiness
-    mutate = MutateEndpoint(
+    mutate = AdmissionEndpoint(
         AdmissionHandler(metrics, decision_log=decision_log), readiness=readiness
     )
-    validate = MutateEndpoint(
+    validate = AdmissionEndpoint(
         AdmissionHandler(metrics, validate_workload, "validate", decision_log),
         readiness=readiness,
     )
