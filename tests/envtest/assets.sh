@@ -31,16 +31,9 @@ set -euo pipefail
 readonly DEFAULT_K8S_VERSION=v1.37.2
 readonly DEFAULT_ETCD_VERSION=v3.6.17
 
-readonly HEARTBEAT_INTERVAL=30
-
-log() { printf 'assets: %s\n' "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-
-# Normalise "1.2.3" / "v1.2.3" to "v1.2.3".
-vprefix() { printf 'v%s' "${1#v}"; }
+LOG_PREFIX=assets
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 has_both() { [[ -n "$1" && -x "$1/kube-apiserver" && -x "$1/etcd" ]]; }
 
@@ -130,12 +123,8 @@ fi
 WORK="$(mktemp -d "$CACHE_ROOT/.work.XXXXXX")"
 # Module queries below run outside any module (no go.mod in $WORK).
 cd "$WORK"
-BG_PID=""
 cleanup() {
-    if [[ -n "$BG_PID" ]] && kill -0 "$BG_PID" 2>/dev/null; then
-        kill "$BG_PID" 2>/dev/null || true
-        wait "$BG_PID" 2>/dev/null || true
-    fi
+    stop_bg
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -147,37 +136,6 @@ trap 'exit 143' TERM
 export GOWORK=off
 export CGO_ENABLED=0
 
-fmt_secs() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
-
-# run_bg LABEL DIR COUNT_FILE COUNT_REGEX OUT ERR CMD...
-# Runs CMD in DIR in the background (stdout>OUT, stderr>ERR) and prints a heartbeat
-# with the elapsed time and the number of lines matching COUNT_REGEX in
-# COUNT_FILE every $HEARTBEAT_INTERVAL seconds.  On failure prints the tail of
-# ERR and returns the command's exit status.
-run_bg() {
-    local label="$1" dir="$2" count_file="$3" count_re="$4" out="$5" err="$6"
-    shift 6
-    local start=$SECONDS next=$((SECONDS + HEARTBEAT_INTERVAL)) n rc=0
-    (cd "$dir" && exec "$@") >"$out" 2>"$err" &
-    BG_PID=$!
-    while kill -0 "$BG_PID" 2>/dev/null; do
-        sleep 1
-        if ((SECONDS >= next)); then
-            n="$(grep -cE "$count_re" "$count_file" 2>/dev/null || true)"
-            log "  ... $label: $(fmt_secs $((SECONDS - start))) elapsed, ${n:-0} $COUNT_WHAT"
-            next=$((SECONDS + HEARTBEAT_INTERVAL))
-        fi
-    done
-    wait "$BG_PID" || rc=$?
-    BG_PID=""
-    if ((rc != 0)); then
-        log "$label failed (exit $rc) after $(fmt_secs $((SECONDS - start))); last output:"
-        tail -n 40 "$err" >&2
-        return "$rc"
-    fi
-    log "  $label done in $(fmt_secs $((SECONDS - start)))"
-}
-
 # Download MODULE@VERSION (and its go.mod) and print `go mod download -json`.
 mod_download_json() {
     local out
@@ -188,14 +146,8 @@ mod_download_json() {
     printf '%s\n' "$out"
 }
 
-# Extract a string field from `go mod download -json` output.
-json_field() { sed -n "s/^[[:space:]]*\"$1\": \"\(.*\)\",\{0,1\}\$/\1/p" | head -n 1; }
-
 # Minimal go version a go.mod file declares ("1.26.0").
 gomod_go_version() { go mod edit -json "$1" | json_field Go; }
-
-# version_lt A B: true if go version A < B (versions without the "go" prefix).
-version_lt() { [[ "$1" != "$2" && "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n 1)" == "$1" ]]; }
 
 log "building kube-apiserver $K8S_VERSION and etcd $ETCD_VERSION into $DEST"
 log "resolving module metadata (go mod download)..."

@@ -50,14 +50,10 @@ readonly DEBIAN_SUITE=bookworm
 # python3-venv: the same rootfs is the local BASE_IMAGE for the Dockerfile
 # (tests/node/test_image.py), whose build runs `python3 -m venv`.
 readonly DEBIAN_PACKAGES=python3,python3-venv
-readonly HEARTBEAT_INTERVAL=30
 
-log() { printf 'node-assets: %s\n' "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-vprefix() { printf 'v%s' "${1#v}"; }
+LOG_PREFIX=node-assets
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 complete() {
     local dir="$1"
@@ -193,12 +189,8 @@ fi
 
 WORK="$(mktemp -d "$CACHE_ROOT/.work.XXXXXX")"
 cd "$WORK"
-BG_PID=""
 cleanup() {
-    if [[ -n "$BG_PID" ]] && kill -0 "$BG_PID" 2>/dev/null; then
-        kill "$BG_PID" 2>/dev/null || true
-        wait "$BG_PID" 2>/dev/null || true
-    fi
+    stop_bg
     # debootstrap mounts /proc and /sys in its target; never leave them behind.
     local m
     if command -v findmnt >/dev/null; then
@@ -213,38 +205,6 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 export GOWORK=off
-
-fmt_secs() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
-
-# run_bg LABEL DIR COUNT_FILE COUNT_REGEX OUT ERR CMD...  (as in assets.sh; on
-# failure it also shows the end of OUT: debootstrap reports on stdout)
-run_bg() {
-    local label="$1" dir="$2" count_file="$3" count_re="$4" out="$5" err="$6"
-    shift 6
-    local start=$SECONDS next=$((SECONDS + HEARTBEAT_INTERVAL)) n rc=0
-    (cd "$dir" && exec "$@") >"$out" 2>"$err" &
-    BG_PID=$!
-    while kill -0 "$BG_PID" 2>/dev/null; do
-        sleep 1
-        if ((SECONDS >= next)); then
-            n="$(grep -cE "$count_re" "$count_file" 2>/dev/null || true)"
-            log "  ... $label: $(fmt_secs $((SECONDS - start))) elapsed, ${n:-0} $COUNT_WHAT"
-            next=$((SECONDS + HEARTBEAT_INTERVAL))
-        fi
-    done
-    wait "$BG_PID" || rc=$?
-    BG_PID=""
-    if ((rc != 0)); then
-        log "$label failed (exit $rc) after $(fmt_secs $((SECONDS - start))); last output:"
-        if [[ -f "$out" ]]; then tail -n 20 "$out" >&2; fi
-        tail -n 40 "$err" >&2
-        return "$rc"
-    fi
-    log "  $label done in $(fmt_secs $((SECONDS - start)))"
-}
-
-json_field() { sed -n "s/^[[:space:]]*\"$1\": \"\(.*\)\",\{0,1\}\$/\1/p" | head -n 1; }
-version_lt() { [[ "$1" != "$2" && "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n 1)" == "$1" ]]; }
 
 # ---------------------------------------------------------------------------
 # kubelet

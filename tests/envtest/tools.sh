@@ -41,13 +41,9 @@ readonly PROMETHEUS_OPERATOR_CRDS=(
     example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml
 )
 
-log() { printf 'tools: %s\n' "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-
-vprefix() { printf 'v%s' "${1#v}"; }
+LOG_PREFIX=tools
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # complete DIR: DIR holds every tool, at the expected versions when a VERSIONS
 # file says so (a hand-made HEARTBEAT_TOOLS directory may lack it).
