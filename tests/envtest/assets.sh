@@ -106,14 +106,8 @@ if versions_ok "$DEST"; then
 fi
 
 command -v go >/dev/null || die "go is required to build kube-apiserver and etcd (or set KUBEBUILDER_ASSETS)"
-command -v flock >/dev/null || die "flock (util-linux) is required"
 
-mkdir -p "$CACHE_ROOT"
-exec 9>"$CACHE_ROOT/.lock"
-if ! flock -n 9; then
-    log "another run is building into $CACHE_ROOT; waiting for its lock..."
-    flock 9
-fi
+lock_cache "$CACHE_ROOT"
 # The other run may have finished the same build while we waited.
 if versions_ok "$DEST"; then
     printf '%s\n' "$DEST"

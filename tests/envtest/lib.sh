@@ -57,6 +57,18 @@ run_bg() {
     log "  $label done in $(fmt_secs $((SECONDS - start)))"
 }
 
+# lock_cache DIR: create DIR and hold its build lock on fd 9 until exit, waiting
+# while another run holds it.
+lock_cache() {
+    command -v flock >/dev/null || die "flock (util-linux) is required"
+    mkdir -p "$1"
+    exec 9>"$1/.lock"
+    if ! flock -n 9; then
+        log "another run is building into $1; waiting for its lock..."
+        flock 9
+    fi
+}
+
 # Stop run_bg's command if it is still running (for the scripts' EXIT traps).
 stop_bg() {
     if [[ -n "$BG_PID" ]] && kill -0 "$BG_PID" 2>/dev/null; then

@@ -178,14 +178,8 @@ if kubelet_ok "$KUBELET_DIR" && pause_ok "$PAUSE_DIR" && rootfs_ok "$ROOTFS_DIR"
 fi
 
 command -v go >/dev/null || die "go is required to build the kubelet and pause (or set HEARTBEAT_NODE_ASSETS)"
-command -v flock >/dev/null || die "flock (util-linux) is required"
 
-mkdir -p "$CACHE_ROOT"
-exec 9>"$CACHE_ROOT/.lock"
-if ! flock -n 9; then
-    log "another run is building into $CACHE_ROOT; waiting for its lock..."
-    flock 9
-fi
+lock_cache "$CACHE_ROOT"
 
 WORK="$(mktemp -d "$CACHE_ROOT/.work.XXXXXX")"
 cd "$WORK"

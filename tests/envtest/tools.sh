@@ -91,14 +91,8 @@ if cached "$DEST"; then
 fi
 
 command -v go >/dev/null || die "go is required to build kustomize and promtool and fetch the CRDs (or set HEARTBEAT_TOOLS)"
-command -v flock >/dev/null || die "flock (util-linux) is required"
 
-mkdir -p "$CACHE_ROOT"
-exec 9>"$CACHE_ROOT/.lock"
-if ! flock -n 9; then
-    log "another run is filling $CACHE_ROOT; waiting for its lock..."
-    flock 9
-fi
+lock_cache "$CACHE_ROOT"
 if cached "$DEST"; then
     printf '%s\n' "$DEST"
     exit 0
