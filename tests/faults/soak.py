@@ -11,8 +11,6 @@ tests/faults/test_soak.py runs the same for 10 s in CI, with no timing assertion
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import tempfile
 import threading
 import time
@@ -30,8 +28,8 @@ from tests.faults.harness import (
     register,
     sample_rss,
 )
-from tests.integration.cluster import ControlPlane, running
-from tests.integration.conftest import ROOT, make_namespace
+from tests.integration.cluster import ASSETS_SCRIPT, ControlPlane, envtest_dir, running
+from tests.integration.conftest import make_namespace
 
 
 @dataclass
@@ -101,22 +99,13 @@ def soak(
     )
 
 
-def _assets() -> Path:
-    given = os.environ.get("KUBEBUILDER_ASSETS")
-    if given and (Path(given) / "kube-apiserver").exists() and (Path(given) / "etcd").exists():
-        return Path(given)
-    script = ROOT / "tests" / "envtest" / "assets.sh"
-    out = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=True)
-    return Path(out.stdout.strip().splitlines()[-1])
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.faults.soak", description=__doc__)
     parser.add_argument("--seconds", type=float, default=60.0, help="load duration (60)")
     parser.add_argument("--rate", type=float, default=20.0, help="pod creates per second (20)")
     parser.add_argument("--threads", type=int, default=4, help="concurrent creators (4)")
     args = parser.parse_args(argv)
-    assets = _assets()
+    assets = envtest_dir(ASSETS_SCRIPT, "kube-apiserver and etcd")
     with tempfile.TemporaryDirectory(prefix="heartbeat-soak-") as tmp:
         plane = ControlPlane(assets, Path(tmp) / "control-plane")
         hook = FaultWebhook(Path(tmp) / "webhook")

@@ -26,7 +26,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.serving import free_port
 
-__all__ = ["ControlPlane", "Process", "Webhook", "free_port", "spawn", "wait_until"]
+__all__ = [
+    "ASSETS_SCRIPT", "ControlPlane", "Process", "Webhook", "envtest_dir", "free_port", "spawn",
+    "wait_until",
+]  # fmt: skip
+
+# Prints the directory holding kube-apiserver and etcd: $KUBEBUILDER_ASSETS when
+# it holds both, else PATH, else its cache, building them on first use.
+ASSETS_SCRIPT = Path(__file__).resolve().parents[1] / "envtest" / "assets.sh"
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -34,6 +41,19 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 def _die_with_parent() -> None:
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def envtest_dir(script: Path, what: str, hint: str = "see its output above") -> Path:
+    """Run a tests/envtest script and return the directory it prints last.
+
+    The scripts resolve their own overrides (KUBEBUILDER_ASSETS, ...); their
+    progress goes to stderr. RuntimeError, naming the script, when one fails.
+    """
+    result = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
+        raise RuntimeError(f"{script} could not provide {what} (exit {result.returncode}); {hint}")
+    return Path(lines[-1])
 
 
 @dataclass

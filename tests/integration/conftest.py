@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import secrets
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from tests.integration.cluster import ControlPlane, Webhook
+from tests.integration.cluster import ASSETS_SCRIPT, ControlPlane, Webhook, envtest_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 MWC_FILE = ROOT / "manifests" / "base" / "mutatingwebhookconfiguration.yaml"
@@ -35,19 +33,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def assets() -> Path:
     """The directory holding kube-apiserver and etcd; never a skip (CI must fail)."""
-    given = os.environ.get("KUBEBUILDER_ASSETS")
-    if given and (Path(given) / "kube-apiserver").exists() and (Path(given) / "etcd").exists():
-        return Path(given)
-    script = ROOT / "tests" / "envtest" / "assets.sh"
-    result = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
-    lines = result.stdout.strip().splitlines()
-    if result.returncode != 0 or not lines:
-        pytest.fail(
-            f"{script} could not provide kube-apiserver and etcd (exit {result.returncode}); "
+    try:
+        return envtest_dir(
+            ASSETS_SCRIPT,
+            "kube-apiserver and etcd",
             "set KUBEBUILDER_ASSETS to a directory holding both, or see its output above",
-            pytrace=False,
         )
-    return Path(lines[-1])
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 @pytest.fixture(scope="session")

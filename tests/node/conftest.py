@@ -23,7 +23,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from tests.integration.cluster import ControlPlane, Webhook
+from tests.integration.cluster import ASSETS_SCRIPT, ControlPlane, Webhook, envtest_dir
 from tests.integration.conftest import (
     MWC_FILE,
     ROOT,
@@ -81,17 +81,11 @@ def run_script(pytestconfig: pytest.Config, script: Path, what: str) -> Path:
     """Run an assets script; its progress (stderr) shows live, a cold build takes minutes."""
     capture = pytestconfig.pluginmanager.getplugin("capturemanager")
     live = capture.global_and_fixture_disabled() if capture else contextlib.nullcontext()
-    with live:
-        result = subprocess.run(
-            ["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False
-        )
-    lines = result.stdout.strip().splitlines()
-    if result.returncode != 0 or not lines:
-        pytest.fail(
-            f"{script} could not provide {what} (exit {result.returncode}); see its output above",
-            pytrace=False,
-        )
-    return Path(lines[-1])
+    try:
+        with live:
+            return envtest_dir(script, what)
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 @dataclass
@@ -147,15 +141,7 @@ def cluster(
 ) -> Iterator[Cluster]:
     preflight()
     started = time.monotonic()
-    apiserver_assets = os.environ.get("KUBEBUILDER_ASSETS")
-    if not (
-        apiserver_assets
-        and (Path(apiserver_assets) / "kube-apiserver").exists()
-        and (Path(apiserver_assets) / "etcd").exists()
-    ):
-        apiserver_assets = str(
-            run_script(pytestconfig, ROOT / "tests/envtest/assets.sh", "kube-apiserver and etcd")
-        )
+    apiserver_assets = run_script(pytestconfig, ASSETS_SCRIPT, "kube-apiserver and etcd")
     node_assets = run_script(
         pytestconfig, ROOT / "tests/envtest/node-assets.sh", "the kubelet and images"
     )
@@ -168,7 +154,7 @@ def cluster(
     parent = base if len(str(base)) < 48 else Path(tempfile.gettempdir())
     workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-", dir=parent))
 
-    plane = ControlPlane(Path(apiserver_assets), workdir / "control-plane")
+    plane = ControlPlane(apiserver_assets, workdir / "control-plane")
     hook = Webhook(workdir / "webhook")
     hook.workdir.mkdir(parents=True)
     node = Node(node_assets, workdir / "node", plane.kubeconfig, images.PAUSE_IMAGE, NODE_NAME)
