@@ -38,10 +38,12 @@ def json_line(
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", None)
-        fields = dict(fields) if isinstance(fields, dict) else {}
+        if not isinstance(fields, dict):
+            fields = {}
         if record.exc_info:
-            # Tracebacks go to our log only, never to the caller.
-            fields["exc"] = self.formatException(record.exc_info)
+            # Tracebacks go to our log only, never to the caller. A new dict: the
+            # record's fields stay as the caller gave them.
+            fields = {**fields, "exc": self.formatException(record.exc_info)}
         return json_line(
             record.created, record.levelname.lower(), record.name, record.getMessage(), fields
         ).decode()
