@@ -9,7 +9,8 @@ See bench/README.md. Phases, each bounded in time:
    back to back (A B A B ...), the variants on the typical payload;
 4. rates: vegeta at fixed offered loads, webhook and baseline alternating;
 5. profile: py-spy on the webhook under wrk;
-6. end to end: pod creates through a real kube-apiserver (bench/e2e.py);
+6. end to end: pod creates through a real kube-apiserver (bench/e2e.py), and
+   kube-apiserver's CPU profile with no webhook, a no-op one and ours;
 7. report: bench/results/report.md (printed), results.json, latency.png.
 """
 
@@ -61,13 +62,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile-seconds", type=int, default=12)
     parser.add_argument("--e2e-pods", type=int, default=300, help="creates per condition")
     parser.add_argument("--e2e-blocks", type=int, default=6)
+    parser.add_argument(
+        "--e2e-profile-seconds",
+        type=int,
+        default=15,
+        help="kube-apiserver CPU profile per condition (none, no-op, ours); 0 skips",
+    )
     parser.add_argument("--skip", default="", help=f"comma list of {', '.join(PHASES)}")
     parser.add_argument("--max-minutes", type=float, default=20, help="hard stop for the run")
     args = parser.parse_args(argv)
     if args.smoke:
         args.rounds, args.seconds, args.rates = 1, 1, "50,100"
         args.rate_rounds, args.rate_seconds, args.profile_seconds = 1, 1, 2
-        args.e2e_pods, args.e2e_blocks = 10, 2
+        args.e2e_pods, args.e2e_blocks, args.e2e_profile_seconds = 10, 2, 2
         args.max_minutes = min(args.max_minutes, 4)
     args.out = args.out or (DEFAULT_OUT / "smoke" if args.smoke else DEFAULT_OUT)
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -278,13 +285,21 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 (the phases,
     if "e2e" not in args.skip:
         log("e2e: starting etcd, kube-apiserver and the webhook")
         try:
-            outcome = e2e.run(work / "e2e", args.e2e_pods, args.e2e_blocks, log=log)
+            outcome = e2e.run(
+                work / "e2e",
+                args.e2e_pods,
+                args.e2e_blocks,
+                log=log,
+                profile_seconds=args.e2e_profile_seconds,
+            )
         except Exception as error:  # report what did run, then exit 1
             log(f"e2e failed: {error}")
             results.notes.append(f"end to end step failed: {type(error).__name__}: {error}")
             failed = True
         else:
             results.e2e = outcome.summary()
+            if outcome.profile_note:
+                results.notes.append(outcome.profile_note)
             results.e2e["blocks"] = [
                 {"webhook": b.webhook, "median_ms": b.median_ms, "n": len(b.latencies_ms)}
                 for b in outcome.blocks

@@ -254,6 +254,40 @@ def _e2e(results: Results, out: list[str]) -> None:
             )
             + f"Mutated: {e['mutated_with']} with, {e['mutated_without']} without.",
         ]
+        _apiserver_profile(e.get("profiled") or [], out)
+
+
+_CONDITIONS = {"none": "no webhook", "noop": "no-op webhook", "webhook": "heartbeat-webhook"}
+
+
+def _apiserver_profile(profiled: list[dict[str, Any]], out: list[str]) -> None:
+    """Where the added time goes: kube-apiserver's CPU per create, by stage."""
+    if not profiled:
+        return
+    names = [_CONDITIONS.get(p["condition"], p["condition"]) for p in profiled]
+    out += [
+        "",
+        "### Inside kube-apiserver: its CPU profile per create (pprof)",
+        "",
+        "Creates back to back for the profile's length with no webhook, with a no-op webhook "
+        "(bench/baseline.py registered the same way: allowed, no patch) and with "
+        "heartbeat-webhook. Profiles: work/e2e/apiserver-*.pprof.gz "
+        "(`go tool pprof -top -cum FILE`).",
+        "",
+        "| | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+        "| creates profiled | " + " | ".join(str(p["creates"]) for p in profiled) + " |",
+        "| median create ms | " + " | ".join(_ms(p["median_ms"]) for p in profiled) + " |",
+        "| apiserver's mean webhook call ms | "
+        + " | ".join(
+            "-" if p["apiserver_webhook_ms"] is None else _ms(p["apiserver_webhook_ms"])
+            for p in profiled
+        )
+        + " |",
+    ]
+    for stage in profiled[0]["cpu_us"]:
+        cells = " | ".join(f"{p['cpu_us'].get(stage, 0.0):.0f}" for p in profiled)
+        out.append(f"| {stage}, µs CPU | {cells} |")
 
 
 def _profile(results: Results, out: list[str]) -> None:

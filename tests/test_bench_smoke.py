@@ -60,3 +60,6 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert (tmp_path / "results.json").exists()
     if e2e:
         assert "Ratio of medians" in report
+        # kube-apiserver's own profile, read with `go tool pprof` (Go builds the assets).
+        assert "| creates profiled |" in report, report[-3000:]
+        assert "| ↳ the call to the webhook, µs CPU |" in report
