@@ -547,6 +547,7 @@ def test_internal_error_fails_open(caplog: pytest.LogCaptureFixture) -> None:
     assert errors[0].fields["uid"] == "fail-uid"  # type: ignore[attr-defined]
     assert errors[0].fields["decision"] == "error"  # type: ignore[attr-defined]
     assert errors[0].exc_info is not None
+    assert "secret internal detail" in str(errors[0].exc_info[1])  # boom's own error
     assert "fail-uid" in JsonFormatter().format(errors[0])
 
 

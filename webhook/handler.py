@@ -10,6 +10,7 @@ one place:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -62,23 +63,44 @@ class AdmissionHandler:
             self.metrics.count(self.name, "bad_request", time.perf_counter() - started)
             return 400, error_body(400, str(error))
         except Exception:
-            _log_internal_error(review)
             mutation = Mutation(warnings=[FAIL_OPEN_WARNING])
             outcome = "error"
+            self._log_internal_error(review, mutation, time.perf_counter() - started)
             payload = _encode(response(review, mutation))
         elapsed = time.perf_counter() - started
         self.metrics.count(self.name, outcome, elapsed)
         if DECISIONS.isEnabledFor(logging.INFO):
-            fields = _fields(review)  # one key at a time: update(**) builds a second dict
-            fields["webhook"] = self.name
-            fields["decision"] = outcome
-            fields["containers"] = list(mutation.injected)
-            fields["warnings"] = len(mutation.warnings)
-            fields["duration_ms"] = round(elapsed * 1000, 3)
-            if mutation.denial is not None:
-                fields["reason"] = mutation.denial
-            self.decision_log(fields)
+            self.decision_log(self._decision(review, mutation, outcome, elapsed))
         return 200, payload
+
+    def _decision(
+        self, review: Review, mutation: Mutation, outcome: str, elapsed: float
+    ) -> dict[str, Any]:
+        """The fields of the decision line, and of the error line for an internal error."""
+        request = review.request
+        fields = {
+            "uid": review.uid,
+            "namespace": review.namespace,
+            "name": review.pod_name,
+            "operation": request.get("operation"),
+            "dry_run": request.get("dryRun") is True,
+            "webhook": self.name,
+            "decision": outcome,
+            "containers": list(mutation.injected),
+            "warnings": len(mutation.warnings),
+            "duration_ms": round(elapsed * 1000, 3),
+        }
+        if mutation.denial is not None:
+            fields["reason"] = mutation.denial
+        return fields
+
+    def _log_internal_error(self, review: Review, mutation: Mutation, elapsed: float) -> None:
+        fields: dict[str, Any] = {"decision": "error"}
+        # The traceback is logged even if the fields cannot be read, and reading
+        # them must not raise a second error that would reach the caller.
+        with contextlib.suppress(Exception):
+            fields = self._decision(review, mutation, "error", elapsed)
+        DECISIONS.exception("internal error; admitted unchanged", extra={"fields": fields})
 
     def _outcome(self, review: Review, mutation: Mutation) -> str:
         if mutation.denial is not None:
@@ -92,21 +114,3 @@ class AdmissionHandler:
 
 def _encode(document: dict[str, Any]) -> bytes:
     return orjson.dumps(document)
-
-
-def _fields(review: Review) -> dict[str, Any]:
-    return {
-        "uid": review.uid,
-        "namespace": review.namespace,
-        "name": review.pod_name,
-        "operation": review.request.get("operation"),
-        "dry_run": review.request.get("dryRun") is True,
-    }
-
-
-def _log_internal_error(review: Review) -> None:
-    fields = {"decision": "error"}
-    try:
-        fields.update(_fields(review))
-    finally:
-        DECISIONS.exception("internal error; admitted unchanged", extra={"fields": fields})
