@@ -199,7 +199,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0912, PLR0915 (the phases,
 
     names = ["baseline", "webhook"]
     if "variants" not in args.skip:
-        names += ["nolog", "nometrics", "nolog+nometrics", "uncoalesced", "h11"]
+        names += ["nolog", "fieldsonly", "devnull", "nometrics", "nolog+nometrics"]
+        names += ["uncoalesced", "h11"]
         names += ["baseline-uncoalesced"]
     servers = {name: Server(VARIANTS[name], certs, work / "logs") for name in names}
     try:

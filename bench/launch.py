@@ -1,17 +1,20 @@
 """Serve a bench app exactly as ``heartbeat-webhook serve`` serves the webhook.
 
 ``python -m bench.launch --app {webhook,nometrics,baseline} --port N --cert-file C --key-file K
-[--log-level info|warning] [--http auto|h11|httptools]``
+[--log-level info|warning] [--http auto|h11|httptools] [--stderr PATH]``
 
 It calls ``webhook.serve.run`` itself (so TLS, the certificate reloader,
 keep-alive, access log and every other uvicorn setting stay the webhook's),
 with two substitutions: the app comes from bench/variants.py, and ``--http``,
-when given, overrides uvicorn's HTTP implementation. Binds 127.0.0.1 only.
+when given, overrides uvicorn's HTTP implementation. ``--stderr`` sends the
+log somewhere else (``/dev/null``: what writing it to a file costs). Binds
+127.0.0.1 only.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep-alive", type=int, default=120)
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     parser.add_argument("--http", choices=["auto", "h11", "httptools"], default=None)
+    parser.add_argument("--stderr", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.stderr is not None:  # before serve.run: its log handler writes to a dup of fd 2
+        target = os.open(args.stderr, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(target, 2)
+        os.close(target)
 
     if not callable(getattr(serve, "create_app", None)):
         raise SystemExit(

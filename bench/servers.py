@@ -27,6 +27,7 @@ class Variant:
     app: str = "webhook"  # bench.launch --app
     log_level: str = "info"
     http: str | None = None  # bench.launch --http
+    stderr: str | None = None  # bench.launch --stderr: where the log goes instead
 
     def argv(self, port: int, certs: Path) -> list[str]:
         tls = ["--cert-file", str(certs / "tls.crt"), "--key-file", str(certs / "tls.key")]
@@ -36,6 +37,7 @@ class Variant:
             prefix = [str(script)] if script.exists() else [sys.executable, "-m", "webhook"]
             return [*prefix, "serve", "--host", "127.0.0.1", *common]
         extra = ["--http", self.http] if self.http else []
+        extra += ["--stderr", self.stderr] if self.stderr else []
         return [sys.executable, "-m", "bench.launch", "--app", self.app, *common, *extra]
 
 
@@ -50,6 +52,18 @@ VARIANTS = {
         WEBHOOK,
         Variant(
             "nolog", "`heartbeat-webhook serve --log-level warning`", True, log_level="warning"
+        ),
+        Variant(
+            "fieldsonly",
+            "INFO, each decision's fields built, then dropped: nothing queued or written",
+            False,
+            "fieldsonly",
+        ),
+        Variant(
+            "devnull",
+            "the shipped app with its log (stderr) on /dev/null: lines formatted, not stored",
+            False,
+            stderr="/dev/null",
         ),
         Variant("nometrics", "create_app(metrics=NoopMetrics()), INFO log", False, "nometrics"),
         Variant(

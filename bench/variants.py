@@ -3,6 +3,8 @@
 - ``webhook``: the app as served (real Metrics);
 - ``nometrics``: the same app with a Metrics whose ``count`` does nothing, so
   the per-review prometheus work (counter, histogram) is gone;
+- ``fieldsonly``: the app with a decision log that drops what it is given, so
+  each decision's fields are built and nothing is queued, formatted or written;
 - ``baseline``: bench/baseline.py's bare ASGI app (the floor).
 
 Decision logging is switched off with ``--log-level warning`` (the per-decision
@@ -25,7 +27,11 @@ class NoopMetrics(Metrics):
         pass
 
 
-APPS = ("webhook", "nometrics", "baseline")
+def _discard(fields: dict[str, Any]) -> None:
+    pass
+
+
+APPS = ("webhook", "nometrics", "fieldsonly", "baseline")
 
 
 def build(name: str, **create_app_kwargs: Any) -> Any:
@@ -34,6 +40,8 @@ def build(name: str, **create_app_kwargs: Any) -> Any:
         return create_app(**create_app_kwargs)
     if name == "nometrics":
         return create_app(**{**create_app_kwargs, "metrics": NoopMetrics()})
+    if name == "fieldsonly":
+        return create_app(**{**create_app_kwargs, "decision_log": _discard})
     if name == "baseline":
         return baseline.app
     raise ValueError(f"unknown app {name!r}; choose from {', '.join(APPS)}")

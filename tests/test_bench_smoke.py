@@ -54,7 +54,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-4000:]
     report = (tmp_path / "report.md").read_text()
     assert report == result.stdout.rstrip("\n") + "\n"
-    for row in ("| typical |", "| plain |", "| large |", "| nolog |", "| nometrics |", "| h11 |"):
+    rows = ("| typical |", "| plain |", "| large |", "| nolog |", "| fieldsonly |", "| devnull |")
+    for row in (*rows, "| nometrics |", "| h11 |"):
         assert row in report, row
     assert "| 50 |" in report and "| 100 |" in report  # the vegeta rates
     assert (tmp_path / "results.json").exists()
