@@ -83,6 +83,7 @@ class Profiled:
     median_ms: float
     apiserver_webhook_ms: float | None  # the apiserver's mean time per webhook call
     cpu_us: dict[str, float]  # apiserver CPU per create, by apiserver_profile stage
+    handler_ms: float | None = None  # ours only: its own mean time to decide a review
 
 
 @dataclass
@@ -185,6 +186,20 @@ class Cluster:
             time.sleep(0.1)
         raise TimeoutError(f"webhook registration never showed {expect!r} (last: {seen!r})")
 
+    def handler_totals(self) -> tuple[float, float]:
+        """(sum seconds, count) of our webhook's own admission duration histogram."""
+        context = ssl.create_default_context(cafile=str(self.hook.cert_dir / "ca.crt"))
+        url = f"{self.hook.url}/metrics"
+        with urllib.request.urlopen(url, context=context, timeout=10) as response:  # noqa: S310
+            text = response.read().decode()
+        totals = {"_sum": 0.0, "_count": 0.0}
+        for line in text.splitlines():
+            name, _, value = line.rpartition(" ")
+            for suffix in totals:
+                if name == f"heartbeat_webhook_admission_duration_seconds{suffix}":
+                    totals[suffix] = float(value)
+        return totals["_sum"], totals["_count"]
+
     def webhook_call_totals(self) -> tuple[float, float]:
         """(sum seconds, count) of the apiserver's calls to our mutating webhook."""
         request = urllib.request.Request(f"{self.plane.url}/metrics")  # noqa: S310 (loopback)
@@ -268,6 +283,7 @@ def _profile_one(cluster: Cluster, name: str, workdir: Path, seconds: int, go: s
 
     recorder = threading.Thread(target=record, name=f"pprof-{name}")
     calls_before = cluster.webhook_call_totals()
+    handler_before = cluster.handler_totals()
     recorder.start()
     # Creates stay inside the profile's window, which opens when the request arrives.
     time.sleep(0.3)
@@ -280,12 +296,15 @@ def _profile_one(cluster: Cluster, name: str, workdir: Path, seconds: int, go: s
         raise RuntimeError(f"apiserver profile for {name}: {errors[0]}") from errors[0]
     calls_after = cluster.webhook_call_totals()
     calls = calls_after[1] - calls_before[1]
+    handler_after = cluster.handler_totals()
+    decided = handler_after[1] - handler_before[1]
     return Profiled(
         condition=name,
         creates=len(latencies),
         median_ms=statistics.median(latencies),
         apiserver_webhook_ms=(calls_after[0] - calls_before[0]) / calls * 1000 if calls else None,
         cpu_us=apiserver_profile.per_create(target, len(latencies), go),
+        handler_ms=(handler_after[0] - handler_before[0]) / decided * 1000 if decided else None,
     )
 
 

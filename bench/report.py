@@ -285,6 +285,13 @@ def _apiserver_profile(profiled: list[dict[str, Any]], out: list[str]) -> None:
         )
         + " |",
     ]
+    out.append(
+        "| webhook's own mean time to decide a review ms (its duration histogram) | "
+        + " | ".join(
+            "-" if p.get("handler_ms") is None else f"{p['handler_ms']:.3f}" for p in profiled
+        )
+        + " |"
+    )
     for stage in profiled[0]["cpu_us"]:
         cells = " | ".join(f"{p['cpu_us'].get(stage, 0.0):.0f}" for p in profiled)
         out.append(f"| {stage}, µs CPU | {cells} |")
