@@ -23,14 +23,18 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(cert_dir: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """`serve` with cert_dir's tls.crt/tls.key; yields (process, port) once it accepts."""
+def serving(
+    cert_dir: Path, *extra: str, python: tuple[str, ...] = ("-m", "webhook")
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`serve` with cert_dir's tls.crt/tls.key; yields (process, port) once it accepts.
+
+    ``python``: how the interpreter runs the CLI (``-c CODE`` can set it up first)."""
     port = free_port()
     log = cert_dir / f"serve-{port}.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "webhook", "serve", "--host", "127.0.0.1",
+                sys.executable, *python, "serve", "--host", "127.0.0.1",
                 "--port", str(port), "--cert-file", str(cert_dir / "tls.crt"),
                 "--key-file", str(cert_dir / "tls.key"), *extra,
             ],

@@ -106,6 +106,29 @@ def test_a_response_is_one_tls_record(
     the first read would hold the headers alone.
     """
     _, port, context = server
+    _assert_first_read_is_the_whole_answer(port, context)
+
+
+# uvicorn falls back to its h11 protocol when httptools is missing; the
+# coalescing wrapper subclasses whichever it picked.
+WITHOUT_HTTPTOOLS = (
+    "import sys, runpy; sys.modules['httptools'] = None; "
+    "from uvicorn.protocols.http.auto import AutoHTTPProtocol; "
+    "print('HTTP protocol:', AutoHTTPProtocol.__name__, flush=True); "
+    "runpy.run_module('webhook', run_name='__main__')"
+)
+
+
+def test_a_response_is_one_tls_record_on_h11_too(tmp_path: Path) -> None:
+    write_bundle(tmp_path, ["localhost", "127.0.0.1"])
+    context = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+    with serving(tmp_path, python=("-c", WITHOUT_HTTPTOOLS)) as (_, port):
+        _assert_first_read_is_the_whole_answer(port, context)
+    (log,) = tmp_path.glob("serve-*.log")
+    assert "HTTP protocol: H11Protocol" in log.read_text()
+
+
+def _assert_first_read_is_the_whole_answer(port: int, context: ssl.SSLContext) -> None:
     request = (
         f"POST /mutate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(REVIEW)}\r\n\r\n{REVIEW}"
