@@ -27,14 +27,12 @@ import copy
 import json
 import os
 import signal
-import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,7 +149,6 @@ class Cluster:
         self.admission = client.AdmissionregistrationV1Api(api)
         self.namespace = make_namespace(self.core, "bench")
         self.body = registration(hook)
-        self.context = ssl.create_default_context(cafile=str(plane.ca_file))
 
     def create(self, name: str, dry_run: bool = False) -> tuple[float, bool]:
         """Create one pod; (seconds the call took, whether the webhook mutated it)."""
@@ -188,33 +185,21 @@ class Cluster:
 
     def handler_totals(self) -> tuple[float, float]:
         """(sum seconds, count) of our webhook's own admission duration histogram."""
-        context = ssl.create_default_context(cafile=str(self.hook.cert_dir / "ca.crt"))
-        url = f"{self.hook.url}/metrics"
-        with urllib.request.urlopen(url, context=context, timeout=10) as response:  # noqa: S310
-            text = response.read().decode()
-        totals = {"_sum": 0.0, "_count": 0.0}
-        for line in text.splitlines():
-            name, _, value = line.rpartition(" ")
-            for suffix in totals:
-                if name == f"heartbeat_webhook_admission_duration_seconds{suffix}":
-                    totals[suffix] = float(value)
-        return totals["_sum"], totals["_count"]
+        samples = self.hook.metrics()
+        name = "heartbeat_webhook_admission_duration_seconds"
+        return samples[f"{name}_sum"], samples[f"{name}_count"]
 
     def webhook_call_totals(self) -> tuple[float, float]:
         """(sum seconds, count) of the apiserver's calls to our mutating webhook."""
-        request = urllib.request.Request(f"{self.plane.url}/metrics")  # noqa: S310 (loopback)
-        request.add_header("Authorization", f"Bearer {self.plane.token}")
-        with urllib.request.urlopen(request, context=self.context, timeout=10) as response:  # noqa: S310
-            text = response.read().decode()
+        name = "apiserver_admission_webhook_admission_duration_seconds"
         total = count = 0.0
-        for line in text.splitlines():
-            if f'name="{WEBHOOK_NAME}"' not in line or 'type="admit"' not in line:
+        for sample, value in self.plane.metrics(name).items():
+            if f'name="{WEBHOOK_NAME}"' not in sample or 'type="admit"' not in sample:
                 continue
-            name, _, value = line.rpartition(" ")
-            if name.startswith("apiserver_admission_webhook_admission_duration_seconds_sum"):
-                total += float(value)
-            elif name.startswith("apiserver_admission_webhook_admission_duration_seconds_count"):
-                count += float(value)
+            if sample.startswith(f"{name}_sum"):
+                total += value
+            elif sample.startswith(f"{name}_count"):
+                count += value
         return total, count
 
 
@@ -232,7 +217,7 @@ def start_noop(hook: Webhook, workdir: Path) -> tuple[Process, str]:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     url = f"https://127.0.0.1:{port}"
-    context = ssl.create_default_context(cafile=str(hook.cert_dir / "ca.crt"))
+    context = hook.context()
     wait_until(lambda: https_ok(f"{url}/readyz", context), "no-op webhook /readyz", 30, process)
     return process, url
 
@@ -277,7 +262,7 @@ def _profile_one(cluster: Cluster, name: str, workdir: Path, seconds: int, go: s
 
     def record() -> None:
         try:
-            apiserver_profile.capture(plane.url, plane.token, cluster.context, seconds, target)
+            apiserver_profile.capture(plane.url, plane.token, plane.context(), seconds, target)
         except BaseException as error:  # re-raised below, on the caller's thread
             errors.append(error)
 

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -140,30 +139,15 @@ def review(uid: str, name: str = "direct") -> bytes:
 # --- the apiserver side ------------------------------------------------------------
 
 
-def apiserver_metrics(plane: ControlPlane, prefix: str) -> dict[str, float]:
-    """Samples whose name starts with ``prefix``, from the apiserver's /metrics."""
-    request = urllib.request.Request(f"{plane.url}/metrics")  # noqa: S310 (loopback)
-    request.add_header("Authorization", f"Bearer {plane.token}")
-    context = ssl.create_default_context(cafile=str(plane.ca_file))
-    with urllib.request.urlopen(request, context=context, timeout=10) as response:  # noqa: S310
-        text = response.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line.startswith(prefix):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
-
-
 def fail_open_count(plane: ControlPlane) -> float:
     """Calls to our mutating webhook the apiserver gave up on and admitted anyway."""
-    samples = apiserver_metrics(plane, "apiserver_admission_webhook_fail_open_count")
+    samples = plane.metrics("apiserver_admission_webhook_fail_open_count")
     return sum(v for k, v in samples.items() if f'name="{INJECT_WEBHOOK}"' in k)
 
 
 def webhook_call_codes(plane: ControlPlane) -> dict[str, float]:
     """apiserver_admission_webhook_request_total for our webhook, summed by its code label."""
-    samples = apiserver_metrics(plane, "apiserver_admission_webhook_request_total")
+    samples = plane.metrics("apiserver_admission_webhook_request_total")
     codes: Counter[str] = Counter()
     for key, value in samples.items():
         if f'name="{INJECT_WEBHOOK}"' in key:

@@ -226,11 +226,27 @@ class ControlPlane:
             return
         raise RuntimeError("kube-apiserver did not start after 5 attempts")
 
+    def context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def metrics(self, prefix: str) -> dict[str, float]:
+        """Sample name with labels -> value, for names starting with ``prefix``, from
+        the apiserver's GET /metrics (as the admin token)."""
+        request = urllib.request.Request(f"{self.url}/metrics")  # noqa: S310 (loopback)
+        request.add_header("Authorization", f"Bearer {self.token}")
+        with urllib.request.urlopen(request, context=self.context(), timeout=10) as response:  # noqa: S310
+            text = response.read().decode()
+        samples: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith(prefix):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        return samples
+
     def _ready(self) -> bool:
         if not self.ca_file.exists():
             return False
-        context = ssl.create_default_context(cafile=str(self.ca_file))
-        return https_ok(f"{self.url}/readyz", context, self.token)
+        return https_ok(f"{self.url}/readyz", self.context(), self.token)
 
     def _write_kubeconfig(self) -> None:
         ca = base64.b64encode(self.ca_file.read_bytes()).decode()

@@ -293,19 +293,8 @@ def test_webhook_down_fails_open(
 
 
 def _apiserver_fail_open_count(plane: ControlPlane) -> float:
-    import urllib.request
-
-    request = urllib.request.Request(f"{plane.url}/metrics")  # noqa: S310 (loopback)
-    request.add_header("Authorization", f"Bearer {plane.token}")
-    context = ssl.create_default_context(cafile=str(plane.ca_file))
-    with urllib.request.urlopen(request, context=context, timeout=5) as response:  # noqa: S310
-        text = response.read().decode()
-    return sum(
-        float(line.rpartition(" ")[2])
-        for line in text.splitlines()
-        if line.startswith("apiserver_admission_webhook_fail_open_count")
-        and "inject.heartbeat-webhook" in line
-    )
+    samples = plane.metrics("apiserver_admission_webhook_fail_open_count")
+    return sum(value for name, value in samples.items() if "inject.heartbeat-webhook" in name)
 
 
 # --- the manifests ----------------------------------------------------------------
