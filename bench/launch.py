@@ -1,7 +1,8 @@
 """Serve a bench app exactly as ``heartbeat-webhook serve`` serves the webhook.
 
-``python -m bench.launch --app {webhook,nometrics,baseline} --port N --cert-file C --key-file K
-[--log-level info|warning] [--http auto|h11|httptools] [--stderr PATH]``
+``python -m bench.launch --app {webhook,nometrics,fieldsonly,baseline} --port N
+--cert-file C --key-file K [--log-level info|warning] [--http auto|h11|httptools]
+[--stderr PATH]``
 
 It calls ``webhook.serve.run`` itself (so TLS, the certificate reloader,
 keep-alive, access log and every other uvicorn setting stay the webhook's),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,7 +265,13 @@ def _apiserver_profile(profiled: list[dict[str, Any]], out: list[str]) -> None:
     """Where the added time goes: kube-apiserver's CPU per create, by stage."""
     if not profiled:
         return
-    names = [_CONDITIONS.get(p["condition"], p["condition"]) for p in profiled]
+
+    def row(label: str, cell: Callable[[dict[str, Any]], str]) -> str:
+        return f"| {label} | " + " | ".join(cell(p) for p in profiled) + " |"
+
+    def optional(key: str, text: Callable[[float], str]) -> Callable[[dict[str, Any]], str]:
+        return lambda p: "-" if p.get(key) is None else text(p[key])
+
     out += [
         "",
         "### Inside kube-apiserver: its CPU profile per create (pprof)",
@@ -274,27 +281,18 @@ def _apiserver_profile(profiled: list[dict[str, Any]], out: list[str]) -> None:
         "heartbeat-webhook. Profiles: work/e2e/apiserver-*.pprof.gz "
         "(`go tool pprof -top -cum FILE`).",
         "",
-        "| | " + " | ".join(names) + " |",
-        "|---|" + "---:|" * len(names),
-        "| creates profiled | " + " | ".join(str(p["creates"]) for p in profiled) + " |",
-        "| median create ms | " + " | ".join(_ms(p["median_ms"]) for p in profiled) + " |",
-        "| apiserver's mean webhook call ms | "
-        + " | ".join(
-            "-" if p["apiserver_webhook_ms"] is None else _ms(p["apiserver_webhook_ms"])
-            for p in profiled
-        )
-        + " |",
+        row("", lambda p: _CONDITIONS.get(p["condition"], p["condition"])),
+        "|---|" + "---:|" * len(profiled),
+        row("creates profiled", lambda p: str(p["creates"])),
+        row("median create ms", lambda p: _ms(p["median_ms"])),
+        row("apiserver's mean webhook call ms", optional("apiserver_webhook_ms", _ms)),
+        row(
+            "webhook's own mean time to decide a review ms (its duration histogram)",
+            optional("handler_ms", "{:.3f}".format),
+        ),
     ]
-    out.append(
-        "| webhook's own mean time to decide a review ms (its duration histogram) | "
-        + " | ".join(
-            "-" if p.get("handler_ms") is None else f"{p['handler_ms']:.3f}" for p in profiled
-        )
-        + " |"
-    )
     for stage in profiled[0]["cpu_us"]:
-        cells = " | ".join(f"{p['cpu_us'].get(stage, 0.0):.0f}" for p in profiled)
-        out.append(f"| {stage}, µs CPU | {cells} |")
+        out.append(row(f"{stage}, µs CPU", lambda p, s=stage: f"{p['cpu_us'].get(s, 0.0):.0f}"))
 
 
 def _profile(results: Results, out: list[str]) -> None:
