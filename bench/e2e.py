@@ -28,7 +28,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,9 +43,11 @@ from bench import apiserver_profile
 from bench.load import percentile
 from bench.payloads import submitted_pod
 from tests.integration.cluster import (
+    ASSETS_SCRIPT,
     ControlPlane,
     Process,
     Webhook,
+    envtest_dir,
     free_port,
     https_ok,
     spawn,
@@ -119,25 +120,6 @@ class E2EResult:
             "profiled": [asdict(p) for p in self.profiled],
             "profile_note": self.profile_note,
         }
-
-
-def assets_dir() -> Path:
-    given = os.environ.get("KUBEBUILDER_ASSETS")
-    if given and (Path(given) / "kube-apiserver").exists() and (Path(given) / "etcd").exists():
-        return Path(given)
-    result = subprocess.run(
-        ["bash", str(ROOT / "tests" / "envtest" / "assets.sh")],
-        stdout=subprocess.PIPE,
-        text=True,
-        check=False,
-    )
-    lines = result.stdout.strip().splitlines()
-    if result.returncode != 0 or not lines:
-        raise RuntimeError(
-            f"tests/envtest/assets.sh could not provide kube-apiserver and etcd "
-            f"(exit {result.returncode}); set KUBEBUILDER_ASSETS"
-        )
-    return Path(lines[-1])
 
 
 class Cluster:
@@ -307,7 +289,10 @@ def run(
     blocks = max(2, blocks - blocks % 2)
     per_block = max(1, pods // (blocks // 2))
     started = time.monotonic()
-    plane = ControlPlane(assets or assets_dir(), workdir / "control-plane")
+    assets = assets or envtest_dir(
+        ASSETS_SCRIPT, "kube-apiserver and etcd", "set KUBEBUILDER_ASSETS"
+    )
+    plane = ControlPlane(assets, workdir / "control-plane")
     hook = Webhook(workdir / "webhook")
     hook.workdir.mkdir(parents=True, exist_ok=True)
     result = E2EResult(pods_per_condition=per_block * (blocks // 2))
